@@ -1,0 +1,74 @@
+//! The `Backend` trait: what the API needs from the manager node. The node implements it; the
+//! API crate knows nothing else about monitors, MariaDB or Raft.
+
+use std::time::Duration;
+
+use crate::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
+
+/// How a route names a server: by the id the API reports (or `host:port`), or by host and port.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerRef<'a> {
+    Name(&'a str),
+    HostPort(&'a str, &'a str),
+}
+
+/// Which health question is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheck {
+    Master,
+    Slave,
+}
+
+/// The answer to a health question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    NoCluster,
+    NotFound,
+    Valid,
+    NotValid,
+}
+
+/// The result of looking a server up in a cluster.
+#[derive(Debug, Clone)]
+pub enum Lookup<T> {
+    NoCluster,
+    NoServer,
+    Found(T),
+}
+
+/// An authenticated API user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub name: String,
+    /// How long a token issued to this user is valid (`api-token-timeout`).
+    pub token_ttl: Duration,
+}
+
+/// What the node provides to the API. Every method answers from memory (no database I/O), so
+/// a read route never waits on a slow server.
+pub trait Backend: Send + Sync + 'static {
+    /// True once the monitors have started (`/api/status` says "running").
+    fn is_started(&self) -> bool;
+    /// Cluster names, sorted.
+    fn cluster_names(&self) -> Vec<String>;
+    /// The cluster object, or `None` for an unknown cluster.
+    fn cluster(&self, name: &str) -> Option<ClusterView>;
+    /// `Some(true)` when the cluster has no open error, `None` for an unknown cluster.
+    fn cluster_is_failable(&self, name: &str) -> Option<bool>;
+    fn servers(&self, cluster: &str) -> Option<Vec<ServerView>>;
+    /// `Some(None)`: the cluster exists but no master is known.
+    fn master(&self, cluster: &str) -> Option<Option<ServerView>>;
+    fn slaves(&self, cluster: &str) -> Option<Vec<ServerView>>;
+    /// One line per log entry, newest first.
+    fn logs(&self, cluster: &str) -> Option<Vec<String>>;
+    fn alerts(&self, cluster: &str) -> Option<AlertsView>;
+    fn crashes(&self, cluster: &str) -> Option<Vec<CrashView>>;
+    fn monitor(&self) -> MonitorView;
+    fn health(&self, cluster: &str, server: ServerRef<'_>, check: HealthCheck) -> Health;
+    /// A reachable server of the cluster (down servers are `NoServer` for read routes).
+    fn live_server(&self, cluster: &str, server: &str) -> Lookup<ServerView>;
+    /// Checks a user's password; `None` when unknown or wrong.
+    fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser>;
+    /// True while `user` is still a configured API user (checked on every request).
+    fn user_exists(&self, user: &str) -> bool;
+}

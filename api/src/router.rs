@@ -1,0 +1,274 @@
+//! The axum router: every route of the API document served so far, its status codes and bodies.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+
+use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
+use crate::backend::{Backend, Health, HealthCheck, Lookup, ServerRef};
+
+/// Largest request body accepted (login is the only route that reads one so far).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Shared state of every handler.
+pub struct ApiState<B> {
+    pub backend: Arc<B>,
+    pub keys: TokenKeys,
+    pub limiter: LoginLimiter,
+}
+
+type St<B> = State<Arc<ApiState<B>>>;
+
+/// The user a valid token names (put in request extensions by the token middleware).
+#[derive(Debug, Clone)]
+pub struct TokenUser(pub String);
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], body.into())
+        .into_response()
+}
+
+fn json<T: Serialize>(v: &T) -> Response {
+    Json(v).into_response()
+}
+
+/// Builds the router over `state`.
+pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
+    let protected = Router::new()
+        .route("/api/clusters", get(clusters::<B>))
+        .route("/api/monitor", get(monitor::<B>))
+        .route("/api/clusters/{cluster}", get(cluster::<B>))
+        .route("/api/clusters/{cluster}/topology/servers", get(topo_servers::<B>))
+        .route("/api/clusters/{cluster}/topology/master", get(topo_master::<B>))
+        .route("/api/clusters/{cluster}/topology/slaves", get(topo_slaves::<B>))
+        .route("/api/clusters/{cluster}/topology/proxies", get(topo_proxies::<B>))
+        .route("/api/clusters/{cluster}/topology/logs", get(topo_logs::<B>))
+        .route("/api/clusters/{cluster}/topology/alerts", get(topo_alerts::<B>))
+        .route("/api/clusters/{cluster}/topology/crashes", get(topo_crashes::<B>))
+        .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
+        .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
+
+    let mut public = Router::new()
+        .route("/api/status", get(status::<B>))
+        .route("/api/login", post(login::<B>))
+        .route("/api/clusters/{cluster}/status", get(cluster_status::<B>));
+    // Health checks: 2.0 paths without /api, and 2.1 paths under both prefixes.
+    for prefix in ["/clusters", "/api/clusters"] {
+        for (suffix, check) in [
+            ("is-master", HealthCheck::Master),
+            ("is-slave", HealthCheck::Slave),
+            ("master-status", HealthCheck::Master),
+            ("slave-status", HealthCheck::Slave),
+        ] {
+            // Under /api the by-name master-status is the protected binlog-status route.
+            if prefix == "/api/clusters" && suffix == "master-status" {
+                public = public.route(
+                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"),
+                    get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check)),
+                );
+                continue;
+            }
+            public = public
+                .route(
+                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"),
+                    get(move |s: St<B>, p: Path<(String, String)>| health_by_name(s, p, check)),
+                )
+                .route(
+                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"),
+                    get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check)),
+                );
+        }
+    }
+
+    public
+        .merge(protected)
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+async fn cors(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp
+}
+
+async fn require_token<B: Backend>(State(st): St<B>, mut req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let checked = bearer(header).and_then(|t| st.keys.verify(t)).and_then(|claims| {
+        if st.backend.user_exists(&claims.user.name) {
+            Ok(claims)
+        } else {
+            Err(TokenError::UnknownUser(claims.user.name))
+        }
+    });
+    match checked {
+        Ok(claims) => {
+            req.extensions_mut().insert(TokenUser(claims.user.name));
+            next.run(req).await
+        }
+        Err(e) => text(StatusCode::UNAUTHORIZED, format!("Unauthorised access to this resource: {e}")),
+    }
+}
+
+async fn status<B: Backend>(State(st): St<B>) -> Response {
+    let body = if st.backend.is_started() { r#"{"alive": "running"}"# } else { r#"{"alive": "starting"}"# };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+async fn login<B: Backend>(State(st): St<B>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<LoginRequest>(&body) else {
+        return text(StatusCode::FORBIDDEN, "Error in request");
+    };
+    if !st.limiter.allowed(&req.username) {
+        tracing::warn!(user = %req.username, "3 authentication errors for the user, please try again in 3 minutes");
+        return StatusCode::TOO_MANY_REQUESTS.into_response();
+    }
+    let Some(user) = st.backend.authenticate(&req.username, &req.password) else {
+        st.limiter.failed(&req.username);
+        tracing::info!(user = %req.username, "API login refused: invalid credentials");
+        return text(StatusCode::FORBIDDEN, "Invalid credentials");
+    };
+    st.limiter.succeeded(&req.username);
+    let token = match st.keys.issue(&user.name, user.token_ttl) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "signing a token failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Error while signing the token");
+        }
+    };
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return text(StatusCode::OK, token);
+    }
+    json(&serde_json::json!({ "token": token }))
+}
+
+async fn cluster_status<B: Backend>(State(st): St<B>, Path(cluster): Path<String>) -> Response {
+    match st.backend.cluster_is_failable(&cluster) {
+        None => text(StatusCode::BAD_REQUEST, format!("No cluster found : {cluster}")),
+        Some(ok) => {
+            let body = if ok { r#"{"alive": "running"}"# } else { r#"{"alive": "errors"}"# };
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+    }
+}
+
+fn health_answer(h: Health, check: HealthCheck) -> Response {
+    let role = match check {
+        HealthCheck::Master => "Master",
+        HealthCheck::Slave => "Slave",
+    };
+    match h {
+        Health::NoCluster => text(StatusCode::INTERNAL_SERVER_ERROR, "No cluster!"),
+        Health::Valid => text(StatusCode::OK, format!("200 -Valid {role}!")),
+        Health::NotValid => text(StatusCode::SERVICE_UNAVAILABLE, format!("503 -Not a Valid {role}!")),
+        Health::NotFound => text(StatusCode::SERVICE_UNAVAILABLE, "503 -Node not Found!"),
+    }
+}
+
+async fn health_by_name<B: Backend>(State(st): St<B>, Path((c, s)): Path<(String, String)>, check: HealthCheck) -> Response {
+    let h = match st.backend.health(&c, ServerRef::Name(&s), check) {
+        // By name, an unknown server is simply not a valid one (document: 503 body).
+        Health::NotFound => Health::NotValid,
+        other => other,
+    };
+    health_answer(h, check)
+}
+
+async fn health_host_port<B: Backend>(
+    State(st): St<B>,
+    Path((c, host, port)): Path<(String, String, String)>,
+    check: HealthCheck,
+) -> Response {
+    health_answer(st.backend.health(&c, ServerRef::HostPort(&host, &port), check), check)
+}
+
+fn no_cluster() -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, "No cluster")
+}
+
+async fn clusters<B: Backend>(State(st): St<B>) -> Response {
+    let all: Vec<_> = st.backend.cluster_names().iter().filter_map(|n| st.backend.cluster(n)).collect();
+    json(&all)
+}
+
+async fn cluster<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.cluster(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn monitor<B: Backend>(State(st): St<B>, Extension(user): Extension<TokenUser>) -> Response {
+    tracing::debug!(user = %user.0, "monitor requested");
+    json(&st.backend.monitor())
+}
+
+async fn topo_servers<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.servers(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn topo_master<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.master(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn topo_slaves<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.slaves(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn topo_proxies<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    // No proxy is managed yet: an empty list for a known cluster.
+    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<()>::new()))
+}
+
+async fn topo_logs<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.logs(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn topo_alerts<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.alerts(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn topo_crashes<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend
+        .crashes(&c)
+        .map_or_else(|| text(StatusCode::INTERNAL_SERVER_ERROR, "Cluster Not Found"), |v| json(&v))
+}
+
+fn server_read<B: Backend, T: Serialize>(
+    st: &ApiState<B>,
+    c: &str,
+    s: &str,
+    pick: impl FnOnce(crate::wire::ServerView) -> T,
+) -> Response {
+    match st.backend.live_server(c, s) {
+        Lookup::NoCluster => no_cluster(),
+        Lookup::NoServer => text(StatusCode::INTERNAL_SERVER_ERROR, "503 -Not a Valid Server!"),
+        Lookup::Found(v) => json(&pick(v)),
+    }
+}
+
+async fn server_master_status<B: Backend>(State(st): St<B>, Path((c, s)): Path<(String, String)>) -> Response {
+    server_read(&st, &c, &s, |v| v.master_status)
+}
+
+async fn server_all_slaves_status<B: Backend>(State(st): St<B>, Path((c, s)): Path<(String, String)>) -> Response {
+    server_read(&st, &c, &s, |v| v.replications)
+}

@@ -1,0 +1,335 @@
+//! Wire types: the JSON objects of the API document, with its field names.
+//!
+//! Field names follow `spec/api-client-usage.md` and, where it is silent, the Go project's JSON
+//! (nullable strings as `{"String","Valid"}` in replication status, as its dashboards read them).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A nullable string as the Go project serializes `sql.NullString`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NullString {
+    #[serde(rename = "String")]
+    pub string: String,
+    #[serde(rename = "Valid")]
+    pub valid: bool,
+}
+
+impl NullString {
+    pub fn of(s: impl Into<String>) -> NullString {
+        NullString { string: s.into(), valid: true }
+    }
+}
+
+/// A nullable integer as the Go project serializes `sql.NullInt64`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NullInt64 {
+    #[serde(rename = "Int64")]
+    pub int64: i64,
+    #[serde(rename = "Valid")]
+    pub valid: bool,
+}
+
+/// One MariaDB GTID.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GtidView {
+    pub domain_id: u32,
+    pub server_id: u32,
+    pub seq_no: u64,
+}
+
+/// One replication connection of a server (`SHOW ALL SLAVES STATUS` row).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationView {
+    pub connection_name: NullString,
+    pub master_host: NullString,
+    pub master_user: NullString,
+    pub master_port: NullString,
+    pub master_log_file: NullString,
+    pub read_master_log_pos: NullString,
+    pub relay_master_log_file: NullString,
+    pub slave_io_running: NullString,
+    pub slave_sql_running: NullString,
+    pub exec_master_log_pos: NullString,
+    pub seconds_behind_master: NullInt64,
+    pub last_io_errno: NullString,
+    pub last_io_error: NullString,
+    pub last_sql_errno: NullString,
+    pub last_sql_error: NullString,
+    pub master_server_id: u32,
+    pub using_gtid: NullString,
+    pub gtid_io_pos: NullString,
+    pub gtid_slave_pos: NullString,
+    pub slave_heartbeat_period: f64,
+    #[serde(rename = "slaveSQLRunningState")]
+    pub slave_sql_running_state: NullString,
+    /// Heartbeats received on this connection (MariaDB `Slave_received_heartbeats`).
+    pub slave_received_heartbeats: u64,
+}
+
+/// `SHOW MASTER STATUS`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MasterStatusView {
+    pub file: String,
+    pub position: String,
+    #[serde(rename = "binlogDoDB")]
+    pub binlog_do_db: String,
+    #[serde(rename = "binlogIgnoreDB")]
+    pub binlog_ignore_db: String,
+}
+
+/// Database version.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DbVersionView {
+    pub flavor: String,
+    pub major: u32,
+    pub minor: u32,
+    pub release: u32,
+    pub suffix: String,
+}
+
+/// A database server (`/topology/servers`, `/topology/master`, `/topology/slaves`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerView {
+    /// `"db"` + CRC64-ECMA of `host:port` (the Go project's id).
+    pub id: String,
+    pub name: String,
+    pub service_name: String,
+    pub url: String,
+    pub host: String,
+    /// The port, as a string (Go shape).
+    pub port: String,
+    pub server_id: u32,
+    pub domain_id: u32,
+    pub state: String,
+    pub prev_state: String,
+    pub fail_count: u32,
+    /// `"ON"` / `"OFF"` (Go shape).
+    pub read_only: String,
+    pub is_read_only: bool,
+    pub gtid_binlog_pos: Option<Vec<GtidView>>,
+    pub gtid_current_pos: Option<Vec<GtidView>>,
+    pub gtid_slave_pos: Option<Vec<GtidView>>,
+    /// Go's names for the current and replica positions.
+    pub current_gtid: Option<Vec<GtidView>>,
+    pub slave_gtid: Option<Vec<GtidView>>,
+    pub gtid_executed: String,
+    pub semi_sync_master_status: bool,
+    pub semi_sync_slave_status: bool,
+    pub have_semi_sync: bool,
+    pub have_binlog: bool,
+    pub have_gtid_strict_mode: bool,
+    pub have_mariadb_gtid: bool,
+    pub have_mysql_gtid: bool,
+    #[serde(rename = "HaveBinlogSlaveUpdates")]
+    pub have_binlog_slave_updates: bool,
+    pub have_read_only: bool,
+    pub binary_log_file: String,
+    pub binary_log_pos: String,
+    pub is_slave: bool,
+    pub is_maintenance: bool,
+    pub is_virtual_master: bool,
+    pub ignored: bool,
+    pub prefered: bool,
+    pub replications: Vec<ReplicationView>,
+    pub master_status: MasterStatusView,
+    pub db_version: DbVersionView,
+    pub replication_health: String,
+    /// The last probe error, empty when the last probe succeeded.
+    pub last_error: String,
+    /// Time of the last successful probe (`yyyy/mm/dd hh:mm:ss`), empty if never.
+    pub last_seen: String,
+    /// Duration of the last successful probe in milliseconds.
+    pub probe_latency_ms: u64,
+    pub threads_connected: u64,
+    pub uptime: u64,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogEntryView {
+    pub group: String,
+    pub level: String,
+    pub timestamp: String,
+    pub text: String,
+}
+
+/// A bounded log (`{"buffer","len","line"}`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HttpLog {
+    pub buffer: Vec<LogEntryView>,
+    pub len: usize,
+    pub line: u64,
+}
+
+/// One open alert.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertView {
+    pub number: String,
+    pub desc: String,
+    pub from: String,
+}
+
+/// `/topology/alerts`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AlertsView {
+    pub errors: Option<Vec<AlertView>>,
+    pub warnings: Option<Vec<AlertView>>,
+}
+
+/// A crash (failover) record, with the Go project's capitalized names.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CrashView {
+    #[serde(rename = "URL")]
+    pub url: String,
+    #[serde(rename = "FailoverMasterLogFile")]
+    pub failover_master_log_file: String,
+    #[serde(rename = "FailoverMasterLogPos")]
+    pub failover_master_log_pos: String,
+    #[serde(rename = "NewMasterLogFile")]
+    pub new_master_log_file: String,
+    #[serde(rename = "NewMasterLogPos")]
+    pub new_master_log_pos: String,
+    #[serde(rename = "FailoverSemiSyncSlaveStatus")]
+    pub failover_semi_sync_slave_status: bool,
+    #[serde(rename = "FailoverIOGtid")]
+    pub failover_io_gtid: Option<Vec<GtidView>>,
+    #[serde(rename = "ElectedMasterURL")]
+    pub elected_master_url: String,
+    #[serde(rename = "UnixTimestamp")]
+    pub unix_timestamp: u64,
+    #[serde(rename = "Switchover")]
+    pub switchover: bool,
+    /// Extra evidence: every position known at the time, and transactions at risk.
+    #[serde(rename = "Details")]
+    pub details: Value,
+}
+
+/// An API user and its grants (`apiUsers`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiUserView {
+    pub user: String,
+    pub grants: BTreeMap<String, bool>,
+}
+
+/// The cluster object (`/api/clusters/{c}` and elements of `/api/clusters`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub name: String,
+    pub tenant: String,
+    pub working_dir: String,
+    pub db_servers: Vec<String>,
+    pub db_servers_crashes: Option<Vec<CrashView>>,
+    pub failover_history: Option<Vec<CrashView>>,
+    pub proxy_servers: Vec<String>,
+    pub failover_counter: u64,
+    pub failover_last_time: u64,
+    pub active_passive_status: String,
+    pub is_split_brain: bool,
+    pub is_failed_arbitrator: bool,
+    pub is_lost_majority: bool,
+    pub is_down: bool,
+    pub is_cluster_down: bool,
+    pub is_all_db_up: bool,
+    pub is_failable: bool,
+    pub is_postgres: bool,
+    pub is_provision: bool,
+    pub is_need_proxy_restart: bool,
+    pub is_need_proxies_restart: bool,
+    pub is_need_databases_restart: bool,
+    pub is_need_databases_rolling_restart: bool,
+    pub is_need_databases_rolling_reprov: bool,
+    pub is_need_databases_reprov: bool,
+    pub is_valid_backup: bool,
+    pub is_not_monitoring: bool,
+    pub is_capturing: bool,
+    pub is_git_pull: bool,
+    pub is_alert_disable: bool,
+    pub config: Value,
+    pub clean_replication: bool,
+    pub topology: String,
+    pub uptime: f64,
+    pub uptime_failable: f64,
+    pub uptime_semisync: f64,
+    pub monitor_spin: u64,
+    pub work_load: Value,
+    pub log: HttpLog,
+    pub job_results: Value,
+    pub sql_general_log: HttpLog,
+    pub sql_error_log: HttpLog,
+    pub monitor_type: BTreeMap<String, String>,
+    pub topology_type: BTreeMap<String, String>,
+    pub fs_type: Value,
+    pub disk_type: Value,
+    pub vm_type: Value,
+    pub agents: Option<Vec<Value>>,
+    pub state_machine: Value,
+    #[serde(rename = "haveDBTLSCert")]
+    pub have_db_tls_cert: bool,
+    #[serde(rename = "haveDBTLSOldCert")]
+    pub have_db_tls_old_cert: bool,
+    pub sla_history: Option<Vec<Value>>,
+    pub api_users: BTreeMap<String, ApiUserView>,
+    pub waiting_rejoin: u32,
+    pub waiting_switchover: u32,
+    pub waiting_failover: u32,
+    pub configurator: Value,
+    pub diff_variables: Option<Vec<Value>>,
+    pub can_init_nodes: bool,
+    pub can_connect_vault: bool,
+    pub sst_available_ports: BTreeMap<String, String>,
+    #[serde(rename = "LastDelayStatPrint")]
+    pub last_delay_stat_print: String,
+    #[serde(rename = "SlavesOldestMasterFile")]
+    pub slaves_oldest_master_file: Value,
+    #[serde(rename = "SlavesConnected")]
+    pub slaves_connected: u64,
+    /// The master's id, empty when none is known (not in the Go object; a convenience).
+    pub master: String,
+    /// Open problems, as in `/topology/alerts`.
+    pub alerts: AlertsView,
+}
+
+/// `/api/monitor`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorView {
+    pub version: String,
+    pub full_version: String,
+    pub os: String,
+    pub arch: String,
+    pub memprofile: String,
+    pub cpuprofile: String,
+    pub agents: Option<Vec<Value>>,
+    pub uuid: String,
+    pub hostname: String,
+    /// `"A"` (active) or `"S"` (standby).
+    pub status: String,
+    /// (sic) the document's spelling.
+    pub spit_brain: bool,
+    pub clusters: Vec<String>,
+    pub tests: Vec<String>,
+    pub config: Value,
+    pub logs: HttpLog,
+    pub service_plans: Option<Vec<Value>>,
+    pub service_orchestrators: Vec<Value>,
+    pub service_acl: Vec<Value>,
+    pub service_repos: Vec<Value>,
+    pub service_tarballs: Vec<Value>,
+    #[serde(rename = "serviceFS")]
+    pub service_fs: Value,
+    #[serde(rename = "serviceVM")]
+    pub service_vm: Value,
+    pub service_disk: Value,
+    pub service_pool: Value,
+    pub backup_logical_list: Value,
+    pub backup_physical_list: Value,
+    #[serde(rename = "Confs")]
+    pub confs: BTreeMap<String, Value>,
+}

@@ -1,0 +1,1 @@
+//! Manager group (placeholder until the raft issue): openraft + RocksDB.

@@ -1,0 +1,385 @@
+//! `ManagerNode`: wires the configuration, one monitor per cluster and the API listeners, and
+//! implements the API's [`Backend`] over the monitors' shared state.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
+use replication_manager_api::{acl, ApiState, AuthUser, Backend, Health, HealthCheck, LoginLimiter, Lookup, ServerRef, TokenKeys};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::config::{Config, HostPort};
+use crate::monitor::{ClusterMonitor, ClusterState, SharedCluster};
+use crate::topology::ServerState;
+use crate::views::{self, GroupStatus};
+
+/// The manager's view of every cluster, shared with the API.
+pub struct NodeBackend {
+    config: Config,
+    clusters: BTreeMap<String, Arc<SharedCluster>>,
+    started: AtomicBool,
+    hostname: String,
+    uuid: String,
+}
+
+impl NodeBackend {
+    fn cluster_state(&self, name: &str) -> Option<&Arc<SharedCluster>> {
+        self.clusters.get(name)
+    }
+
+    /// Until the manager group exists, a single node is its own active leader.
+    fn group_status(&self) -> GroupStatus {
+        GroupStatus { active: true, split_brain: false, lost_majority: false }
+    }
+
+    fn working_dir(&self, cluster: &str) -> String {
+        self.config.server.datadir.join(cluster).display().to_string()
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn health_of(st: &ClusterState, idx: usize, check: HealthCheck, active: bool) -> Health {
+    let srv = &st.servers[idx];
+    let Some(snap) = &srv.snapshot else { return Health::NotValid };
+    if !active || srv.maintenance || srv.state.is_down() || !srv.is_up() {
+        return Health::NotValid;
+    }
+    let valid = match check {
+        HealthCheck::Master => {
+            !st.in_failover && st.master == Some(idx) && srv.state == ServerState::Master && !snap.read_only
+        }
+        HealthCheck::Slave => {
+            srv.state == ServerState::Slave
+                && snap.managed_replication(&st.config.replication_source_name).is_some_and(|r| r.is_running())
+        }
+    };
+    if valid { Health::Valid } else { Health::NotValid }
+}
+
+impl Backend for NodeBackend {
+    fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    fn cluster_names(&self) -> Vec<String> {
+        self.clusters.keys().cloned().collect()
+    }
+
+    fn cluster(&self, name: &str) -> Option<ClusterView> {
+        let c = self.cluster_state(name)?;
+        Some(views::cluster_view(&c.read(), &self.working_dir(name), self.group_status()))
+    }
+
+    fn cluster_is_failable(&self, name: &str) -> Option<bool> {
+        Some(self.cluster_state(name)?.read().is_failable())
+    }
+
+    fn servers(&self, cluster: &str) -> Option<Vec<ServerView>> {
+        let st = self.cluster_state(cluster)?.read();
+        Some((0..st.servers.len()).map(|i| views::server_view(&st, i)).collect())
+    }
+
+    fn master(&self, cluster: &str) -> Option<Option<ServerView>> {
+        let st = self.cluster_state(cluster)?.read();
+        Some(st.master.map(|m| views::server_view(&st, m)))
+    }
+
+    fn slaves(&self, cluster: &str) -> Option<Vec<ServerView>> {
+        let st = self.cluster_state(cluster)?.read();
+        let source = st.config.replication_source_name.clone();
+        Some(
+            (0..st.servers.len())
+                .filter(|&i| Some(i) != st.master)
+                .filter(|&i| {
+                    st.servers[i].snapshot.as_ref().is_some_and(|s| s.managed_replication(&source).is_some())
+                })
+                .map(|i| views::server_view(&st, i))
+                .collect(),
+        )
+    }
+
+    fn logs(&self, cluster: &str) -> Option<Vec<String>> {
+        let st = self.cluster_state(cluster)?.read();
+        Some(st.log.entries().map(|e| e.line()).collect())
+    }
+
+    fn alerts(&self, cluster: &str) -> Option<AlertsView> {
+        Some(views::alerts_view(&self.cluster_state(cluster)?.read().problems))
+    }
+
+    fn crashes(&self, cluster: &str) -> Option<Vec<CrashView>> {
+        self.cluster_state(cluster)?;
+        Some(Vec::new())
+    }
+
+    fn monitor(&self) -> MonitorView {
+        let group = self.group_status();
+        let mut logs = crate::cluster_log::ClusterLog::default();
+        let mut confs = BTreeMap::new();
+        let mut acl_source = String::new();
+        for (name, c) in &self.clusters {
+            let st = c.read();
+            confs.insert(name.clone(), st.config.masked_json());
+            if acl_source.is_empty() {
+                acl_source = st.config.api_acl_allow.clone();
+            }
+            // Manager-wide log: the newest entries of every cluster.
+            for e in st.log.entries().take(20).collect::<Vec<_>>().into_iter().rev() {
+                logs.push(&e.group, e.level, "cluster", e.text.as_str());
+            }
+        }
+        let service_acl: Vec<Value> =
+            acl::GRANTS.iter().map(|g| json!({"grant": g, "enable": false})).collect();
+        let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
+        MonitorView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            full_version: format!("{} (rust)", env!("CARGO_PKG_VERSION")),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            memprofile: String::new(),
+            cpuprofile: String::new(),
+            agents: None,
+            uuid: self.uuid.clone(),
+            hostname: self.hostname.clone(),
+            status: if group.active { "A" } else { "S" }.to_string(),
+            spit_brain: group.split_brain,
+            clusters: self.cluster_names(),
+            tests: Vec::new(),
+            config: json!({
+                "httpBindAddress": self.config.server.http_bind_address,
+                "httpPort": self.config.server.http_port,
+                "apiBind": self.config.server.api_bind,
+                "apiPort": self.config.server.api_port,
+                "monitoringDatadir": self.config.server.datadir.display().to_string(),
+                "logLevel": self.config.server.log_level,
+                "apiCredentials": "*:*",
+            }),
+            logs: views::http_log(&logs),
+            service_plans: None,
+            service_orchestrators: vec![json!({"id": 1, "name": "local", "available": false, "label": "Local"})],
+            service_acl,
+            service_repos: Vec::new(),
+            service_tarballs: Vec::new(),
+            service_fs: bools(&["aufs", "ext4", "nfs", "xfs", "zfs"]),
+            service_vm: bools(&["docker", "kvm", "lxc", "oci", "package", "podman", "zone"]),
+            service_disk: json!({"directory": "directory", "loopback": "loopback", "physical": "physical", "pool": "pool", "volume": "volume"}),
+            service_pool: bools(&["lvm", "none", "zpool"]),
+            backup_logical_list: json!({"dumpling": false, "internal": false, "mydumper": false, "mysqldump": true}),
+            backup_physical_list: json!({"mariabackup": true, "xtrabackup": false}),
+            confs,
+        }
+    }
+
+    fn health(&self, cluster: &str, server: ServerRef<'_>, check: HealthCheck) -> Health {
+        let Some(c) = self.cluster_state(cluster) else { return Health::NoCluster };
+        let st = c.read();
+        let idx = match server {
+            ServerRef::Name(n) => st.find_server(n),
+            ServerRef::HostPort(h, p) => p
+                .parse::<u16>()
+                .ok()
+                .and_then(|port| st.servers.iter().position(|s| s.addr == HostPort { host: h.to_string(), port })),
+        };
+        match idx {
+            None => Health::NotFound,
+            Some(i) => health_of(&st, i, check, self.group_status().active),
+        }
+    }
+
+    fn live_server(&self, cluster: &str, server: &str) -> Lookup<ServerView> {
+        let Some(c) = self.cluster_state(cluster) else { return Lookup::NoCluster };
+        let st = c.read();
+        match st.find_server(server) {
+            Some(i) if st.servers[i].is_up() && !st.servers[i].state.is_down() => Lookup::Found(views::server_view(&st, i)),
+            _ => Lookup::NoServer,
+        }
+    }
+
+    fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser> {
+        self.clusters.values().find_map(|c| {
+            let st = c.read();
+            st.config.api_users.iter().find(|u| u.user == user && same_secret(&u.password, password)).map(|_| AuthUser {
+                name: user.to_string(),
+                token_ttl: Duration::from_secs(st.config.api_token_timeout_hours.saturating_mul(3600)),
+            })
+        })
+    }
+
+    fn user_exists(&self, user: &str) -> bool {
+        self.clusters.values().any(|c| c.read().config.api_users.iter().any(|u| u.user == user))
+    }
+}
+
+/// Loads the token signing key from the data directory, creating it (mode 0600) on first start,
+/// so tokens stay valid across restarts.
+fn load_or_create_token_key(datadir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = datadir.join("api-token.key");
+    if path.exists() {
+        let hex = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = decode_hex(hex.trim()).with_context(|| format!("{} is not a hex key", path.display()))?;
+        anyhow::ensure!(key.len() >= 32, "{} holds a key shorter than 32 bytes", path.display());
+        return Ok(key);
+    }
+    use rand::RngCore;
+    let mut key = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, hex.as_bytes())?;
+    Ok(key)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Runs a manager node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let datadir = config.server.datadir.clone();
+    std::fs::create_dir_all(&datadir).with_context(|| format!("creating monitoring-datadir {}", datadir.display()))?;
+    let token_key = load_or_create_token_key(&datadir)?;
+
+    let mut clusters = BTreeMap::new();
+    for c in &config.clusters {
+        clusters.insert(c.name.clone(), SharedCluster::new(ClusterState::new(c.clone())));
+    }
+    let backend = Arc::new(NodeBackend {
+        config: config.clone(),
+        clusters,
+        started: AtomicBool::new(false),
+        hostname: hostname(),
+        uuid: format!("{:032x}", rand::random::<u128>()),
+    });
+    let state = Arc::new(ApiState { backend: backend.clone(), keys: TokenKeys::new(&token_key), limiter: LoginLimiter::default() });
+    let app = replication_manager_api::router(state);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for shared in backend.clusters.values() {
+        tasks.spawn(ClusterMonitor::new(shared.clone()).run(stop_rx.clone()));
+    }
+
+    if config.server.http_server {
+        let addr = format!("{}:{}", config.server.http_bind_address, config.server.http_port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding http-bind-address:http-port {addr}"))?;
+        tracing::info!(%addr, "HTTP API listening");
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP API stopped with an error");
+            }
+        });
+    }
+    if config.server.api_port != 0 {
+        let addr: SocketAddr = format!("{}:{}", config.server.api_bind, config.server.api_port)
+            .parse()
+            .with_context(|| format!("api-bind {} is not an IP address", config.server.api_bind))?;
+        let tls = crate::tls::load_or_generate(&config.server).await?;
+        let handle = axum_server::Handle::new();
+        let server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
+        tracing::info!(%addr, "HTTPS API listening");
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+        tasks.spawn(async move {
+            if let Err(e) = server.serve(app.into_make_service()).await {
+                tracing::error!(error = %e, "HTTPS API stopped with an error");
+            }
+        });
+    }
+    backend.started.store(true, Ordering::Relaxed);
+    tracing::info!(clusters = ?backend.cluster_names(), "replication-manager started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("some tasks did not stop within 10 s; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret("repman", "repman"));
+        assert!(!same_secret("repman", "repmam"));
+        assert!(!same_secret("repman", "repman1"));
+        assert!(!same_secret("", "x"));
+    }
+
+    #[test]
+    fn hex_roundtrip() {
+        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! Turns the monitor's [`ClusterState`] into the API's wire objects.
+
+use std::collections::BTreeMap;
+
+use replication_manager_api::acl;
+use replication_manager_api::wire::{
+    AlertView, AlertsView, ApiUserView, ClusterView, DbVersionView, GtidView, HttpLog, LogEntryView,
+    MasterStatusView, NullInt64, NullString, ReplicationView, ServerView,
+};
+use serde_json::{json, Value};
+
+use crate::cluster_log::{format_timestamp, ClusterLog};
+use crate::gtid::GtidPos;
+use crate::monitor::{ClusterState, ServerRuntime};
+use crate::probe::ReplicationStatus;
+use crate::sql::Flavor;
+use crate::topology::{Problem, ServerState};
+
+fn gtids(p: &GtidPos) -> Option<Vec<GtidView>> {
+    if p.is_empty() {
+        return None;
+    }
+    Some(
+        p.gtids()
+            .into_iter()
+            .map(|g| GtidView { domain_id: g.domain_id, server_id: g.server_id, seq_no: g.seq_no })
+            .collect(),
+    )
+}
+
+fn null_str(s: &str) -> NullString {
+    NullString::of(s)
+}
+
+fn replication_view(r: &ReplicationStatus) -> ReplicationView {
+    ReplicationView {
+        connection_name: null_str(&r.connection_name),
+        master_host: null_str(&r.master_host),
+        master_user: null_str(&r.master_user),
+        master_port: null_str(&r.master_port.to_string()),
+        master_log_file: null_str(&r.master_log_file),
+        read_master_log_pos: null_str(&r.read_master_log_pos),
+        relay_master_log_file: null_str(&r.relay_master_log_file),
+        slave_io_running: null_str(&r.io_running),
+        slave_sql_running: null_str(&r.sql_running),
+        exec_master_log_pos: null_str(&r.exec_master_log_pos),
+        seconds_behind_master: match r.seconds_behind_master {
+            Some(d) => NullInt64 { int64: i64::try_from(d).unwrap_or(i64::MAX), valid: true },
+            None => NullInt64::default(),
+        },
+        last_io_errno: null_str(&r.last_io_errno.to_string()),
+        last_io_error: null_str(&r.last_io_error),
+        last_sql_errno: null_str(&r.last_sql_errno.to_string()),
+        last_sql_error: null_str(&r.last_sql_error),
+        master_server_id: r.master_server_id,
+        using_gtid: null_str(&r.using_gtid),
+        gtid_io_pos: null_str(&r.gtid_io_pos),
+        gtid_slave_pos: null_str(&r.gtid_slave_pos),
+        slave_heartbeat_period: r.slave_heartbeat_period,
+        slave_sql_running_state: null_str(&r.slave_sql_running_state),
+        slave_received_heartbeats: r.slave_received_heartbeats,
+    }
+}
+
+fn db_version(version: &str, flavor: Flavor) -> DbVersionView {
+    let (numbers, suffix) = version.split_once('-').unwrap_or((version, ""));
+    let mut it = numbers.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    DbVersionView {
+        flavor: match flavor {
+            Flavor::MariaDB => "MariaDB",
+            Flavor::MySQL => "MySQL",
+        }
+        .to_string(),
+        major: it.next().unwrap_or(0),
+        minor: it.next().unwrap_or(0),
+        release: it.next().unwrap_or(0),
+        suffix: suffix.to_string(),
+    }
+}
+
+/// The Go project's replication health text for a server.
+fn replication_health(st: &ClusterState, i: usize) -> String {
+    let srv = &st.servers[i];
+    if srv.maintenance {
+        return "Maintenance".to_string();
+    }
+    if st.in_failover {
+        return "In Failover".to_string();
+    }
+    if st.master == Some(i) {
+        return "Master OK".to_string();
+    }
+    let Some(snap) = &srv.snapshot else { return "Not connected".to_string() };
+    match snap.managed_replication(&st.config.replication_source_name) {
+        None => "Not a slave".to_string(),
+        Some(r) if r.is_running() => "Running OK".to_string(),
+        Some(r) if !r.sql_running.eq_ignore_ascii_case("yes") => {
+            format!("NOT OK, SQL Stopped ({})", r.last_sql_errno)
+        }
+        Some(r) => format!("NOT OK, IO {} ({})", r.io_running, r.last_io_errno),
+    }
+}
+
+/// One server as the API shows it.
+pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
+    let srv: &ServerRuntime = &st.servers[i];
+    let mut v = ServerView {
+        id: srv.id.clone(),
+        name: srv.addr.host.clone(),
+        service_name: format!("{}/svc/{}", st.config.name, srv.addr.host),
+        url: srv.addr.to_string(),
+        host: srv.addr.host.clone(),
+        port: srv.addr.port.to_string(),
+        state: srv.state.to_string(),
+        prev_state: srv.prev_state.to_string(),
+        fail_count: srv.fail_count,
+        read_only: "OFF".to_string(),
+        is_maintenance: srv.maintenance,
+        ignored: srv.ignored,
+        prefered: srv.prefered,
+        replication_health: replication_health(st, i),
+        last_error: srv.last_error.clone().unwrap_or_default(),
+        ..ServerView::default()
+    };
+    if let Some(s) = &srv.snapshot {
+        v.server_id = s.server_id;
+        v.domain_id = s.gtid_domain_id;
+        v.read_only = if s.read_only { "ON" } else { "OFF" }.to_string();
+        v.is_read_only = s.read_only;
+        v.have_read_only = s.read_only;
+        v.gtid_binlog_pos = gtids(&s.gtid_binlog_pos);
+        v.gtid_current_pos = gtids(&s.gtid_current_pos);
+        v.gtid_slave_pos = gtids(&s.gtid_slave_pos);
+        v.current_gtid = v.gtid_current_pos.clone();
+        v.slave_gtid = v.gtid_slave_pos.clone();
+        v.gtid_executed = s.gtid_executed.clone();
+        v.semi_sync_master_status = s.semi_sync_master_status;
+        v.semi_sync_slave_status = s.semi_sync_slave_status;
+        v.have_semi_sync = s.semi_sync_master_enabled || s.semi_sync_slave_enabled;
+        v.have_binlog = s.log_bin;
+        v.have_gtid_strict_mode = s.gtid_strict_mode;
+        v.have_mariadb_gtid = s.flavor == Flavor::MariaDB;
+        v.have_mysql_gtid = s.flavor == Flavor::MySQL && !s.gtid_executed.is_empty();
+        v.have_binlog_slave_updates = s.log_slave_updates;
+        v.is_slave = s.managed_replication(&st.config.replication_source_name).is_some();
+        v.replications = s.replications.iter().map(replication_view).collect();
+        if let Some(ms) = &s.master_status {
+            v.binary_log_file = ms.file.clone();
+            v.binary_log_pos = ms.position.clone();
+            v.master_status = MasterStatusView {
+                file: ms.file.clone(),
+                position: ms.position.clone(),
+                binlog_do_db: ms.binlog_do_db.clone(),
+                binlog_ignore_db: ms.binlog_ignore_db.clone(),
+            };
+        }
+        v.db_version = db_version(&s.version, s.flavor);
+        v.last_seen = format_timestamp(s.taken_at);
+        v.probe_latency_ms = u64::try_from(s.latency.as_millis()).unwrap_or(u64::MAX);
+        v.threads_connected = s.threads_connected;
+        v.uptime = s.uptime;
+    }
+    v
+}
+
+/// The log as `{"buffer","len","line"}`.
+pub fn http_log(log: &ClusterLog) -> HttpLog {
+    HttpLog {
+        buffer: log
+            .entries()
+            .map(|e| LogEntryView {
+                group: e.group.clone(),
+                level: e.level.as_str().to_string(),
+                timestamp: e.timestamp.clone(),
+                text: e.text.clone(),
+            })
+            .collect(),
+        len: log.len(),
+        line: log.written(),
+    }
+}
+
+/// Open problems split into errors and warnings (`null` when empty, as the Go project).
+pub fn alerts_view(problems: &[Problem]) -> AlertsView {
+    let pick = |errors: bool| {
+        let v: Vec<AlertView> = problems
+            .iter()
+            .filter(|p| p.is_error() == errors)
+            .map(|p| AlertView { number: p.code.to_string(), desc: p.desc.clone(), from: "TOPO".to_string() })
+            .collect();
+        if v.is_empty() { None } else { Some(v) }
+    };
+    AlertsView { errors: pick(true), warnings: pick(false) }
+}
+
+/// The API users of a cluster with their grants.
+pub fn api_users(st: &ClusterState) -> BTreeMap<String, ApiUserView> {
+    st.config
+        .api_users
+        .iter()
+        .map(|u| {
+            (u.user.clone(), ApiUserView { user: u.user.clone(), grants: acl::grants_for(&st.config.api_acl_allow, &u.user) })
+        })
+        .collect()
+}
+
+/// Status shared by the manager group ("A"/"S" and split-brain flags).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupStatus {
+    pub active: bool,
+    pub split_brain: bool,
+    pub lost_majority: bool,
+}
+
+/// The cluster object.
+pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) -> ClusterView {
+    let all_down = !st.servers.is_empty() && st.servers.iter().all(|s| s.state.is_down());
+    let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
+    ClusterView {
+        name: st.config.name.clone(),
+        tenant: "interne".to_string(),
+        working_dir: working_dir.to_string(),
+        db_servers: st.servers.iter().map(|s| s.id.clone()).collect(),
+        db_servers_crashes: None,
+        failover_history: None,
+        proxy_servers: Vec::new(),
+        failover_counter: st.failover_counter,
+        failover_last_time: st.failover_last_time,
+        active_passive_status: if group.active { "A" } else { "S" }.to_string(),
+        is_split_brain: group.split_brain,
+        is_failed_arbitrator: false,
+        is_lost_majority: group.lost_majority,
+        is_down: all_down,
+        is_cluster_down: all_down || st.master.is_none_or(|m| st.servers[m].state == ServerState::Failed),
+        is_all_db_up: st.servers.iter().all(|s| !s.state.is_down() && s.state != ServerState::Unconnected),
+        is_failable: st.is_failable(),
+        is_postgres: false,
+        is_provision: false,
+        is_need_proxy_restart: false,
+        is_need_proxies_restart: false,
+        is_need_databases_restart: false,
+        is_need_databases_rolling_restart: false,
+        is_need_databases_rolling_reprov: false,
+        is_need_databases_reprov: false,
+        is_valid_backup: false,
+        is_not_monitoring: st.in_failover || st.config.monitoring_pause,
+        is_capturing: false,
+        is_git_pull: false,
+        is_alert_disable: false,
+        config: st.config.masked_json(),
+        clean_replication: st.problems.is_empty(),
+        topology: st.topology_kind.to_string(),
+        uptime: 0.0,
+        uptime_failable: 0.0,
+        uptime_semisync: 0.0,
+        monitor_spin: st.tick,
+        work_load: json!({
+            "dbTableSize": 0, "dbIndexSize": 0,
+            "connections": st.servers.iter().filter_map(|s| s.snapshot.as_ref()).map(|s| s.threads_connected).sum::<u64>(),
+            "qps": 0, "cpuThreadPool": 0, "cpuUserStats": 0, "BusyTime": ""
+        }),
+        log: http_log(&st.log),
+        job_results: json!({}),
+        sql_general_log: HttpLog::default(),
+        sql_error_log: HttpLog::default(),
+        monitor_type: st.servers.iter().map(|s| (s.id.clone(), "database".to_string())).collect(),
+        topology_type: BTreeMap::new(),
+        fs_type: bools(&["aufs", "ext4", "nfs", "xfs", "zfs"]),
+        disk_type: json!({"directory": "directory", "loopback": "loopback", "physical": "physical", "pool": "pool", "volume": "volume"}),
+        vm_type: bools(&["docker", "kvm", "lxc", "oci", "package", "podman", "zone"]),
+        agents: None,
+        state_machine: json!({
+            "discovered": st.discovered_at_tick.is_some(),
+            "inFailover": st.in_failover,
+            "inSchemaMonitor": false
+        }),
+        have_db_tls_cert: false,
+        have_db_tls_old_cert: false,
+        sla_history: None,
+        api_users: api_users(st),
+        waiting_rejoin: 0,
+        waiting_switchover: 0,
+        waiting_failover: 0,
+        configurator: json!({"configTags": [], "configPrxTags": [], "dbServersTags": [], "proxyServersTags": []}),
+        diff_variables: None,
+        can_init_nodes: false,
+        can_connect_vault: false,
+        sst_available_ports: BTreeMap::new(),
+        last_delay_stat_print: String::new(),
+        slaves_oldest_master_file: json!({"Prefix": "", "Suffix": 0, "OldestTimestamp": ""}),
+        slaves_connected: st
+            .master
+            .and_then(|m| st.servers[m].snapshot.as_ref())
+            .map_or(0, |s| s.binlog_dump_threads),
+        master: st.master.map(|m| st.servers[m].id.clone()).unwrap_or_default(),
+        alerts: alerts_view(&st.problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_parsing() {
+        let v = db_version("10.11.19-MariaDB-0+deb12u1", Flavor::MariaDB);
+        assert_eq!((v.major, v.minor, v.release), (10, 11, 19));
+        assert_eq!(v.suffix, "MariaDB-0+deb12u1");
+        assert_eq!(v.flavor, "MariaDB");
+    }
+}
