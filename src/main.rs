@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+mod admin;
 mod cluster_log;
 mod config;
+mod failover;
 mod gtid;
 mod monitor;
 mod node;

@@ -3,13 +3,19 @@
 //! failures, runs topology discovery, and records state changes, problems and log lines in the
 //! shared [`ClusterState`] that the API reads.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::watch;
+use replication_manager_api::{Action, ActionError, ActionResult};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster_log::{ClusterLog, Level};
 use crate::config::{ClusterConfig, HostPort};
+use crate::failover::crash::{CrashRecord, PersistedCluster};
+use crate::failover::executor::{FailoverExecutor, LeaderGuard};
+use crate::failover::planner::{self, Gate, GateInput};
 use crate::probe::{ProbeError, ServerProbe, ServerSnapshot};
 use crate::topology::{self, DiscoveryRules, Observation, Problem, ServerState};
 
@@ -49,6 +55,12 @@ pub struct ServerRuntime {
     pub maintenance: bool,
     pub ignored: bool,
     pub prefered: bool,
+    /// Evidence that this replica receives from its source (heartbeats, IO position) and when
+    /// it last changed: a replica still "hears" a master the manager cannot reach.
+    pub hear_evidence: Option<(u64, String, String, String)>,
+    pub hear_changed_at: Option<Instant>,
+    /// IO thread running and evidence changed recently.
+    pub hearing: bool,
 }
 
 impl ServerRuntime {
@@ -77,6 +89,14 @@ pub struct ClusterState {
     pub failover_last_time: u64,
     pub in_failover: bool,
     pub started_at: SystemTime,
+    /// Failover and switchover records, oldest first.
+    pub crashes: Vec<CrashRecord>,
+    /// Problems from topology discovery (recomputed every tick).
+    pub topo_problems: Vec<Problem>,
+    /// Why an automatic failover is blocked now (recomputed every tick).
+    pub blockers: Vec<Problem>,
+    /// Returning old masters left out of replication, by server index.
+    pub quarantined: BTreeMap<usize, Problem>,
 }
 
 impl ClusterState {
@@ -96,6 +116,9 @@ impl ClusterState {
                 maintenance: false,
                 ignored: config.ignored_hosts.contains(addr),
                 prefered: config.prefered_master.contains(addr),
+                hear_evidence: None,
+                hear_changed_at: None,
+                hearing: false,
             })
             .collect();
         ClusterState {
@@ -111,6 +134,20 @@ impl ClusterState {
             failover_last_time: 0,
             in_failover: false,
             started_at: SystemTime::now(),
+            crashes: Vec::new(),
+            topo_problems: Vec::new(),
+            blockers: Vec::new(),
+            quarantined: BTreeMap::new(),
+        }
+    }
+
+    /// Restores what was persisted (crash records, counters, maintenance flags).
+    pub fn restore(&mut self, p: PersistedCluster) {
+        self.crashes = p.crashes;
+        self.failover_counter = p.failover_counter;
+        self.failover_last_time = p.failover_last_time;
+        for s in &mut self.servers {
+            s.maintenance = p.maintenance.contains(&s.addr.to_string());
         }
     }
 
@@ -154,6 +191,7 @@ impl ClusterState {
                 }
             }
         }
+        self.update_hearing(&results);
         let rules = DiscoveryRules {
             ping_counter: self.config.falsepositive_ping_counter,
             max_slave_delay: self.config.failover_max_slave_delay,
@@ -212,8 +250,20 @@ impl ClusterState {
         }
         self.topology_kind = topo.kind;
 
-        let opened: Vec<Problem> = topo.problems.iter().filter(|p| !self.problems.contains(p)).cloned().collect();
-        let closed: Vec<Problem> = self.problems.iter().filter(|p| !topo.problems.contains(p)).cloned().collect();
+        self.topo_problems = topo.problems;
+        self.publish_problems();
+    }
+
+    /// Merges topology problems, failover blockers and quarantines into `problems`, logging
+    /// every problem that opens or resolves.
+    pub fn publish_problems(&mut self) {
+        let mut all = self.topo_problems.clone();
+        all.extend(self.blockers.iter().cloned());
+        all.extend(self.quarantined.values().cloned());
+        all.sort();
+        all.dedup();
+        let opened: Vec<Problem> = all.iter().filter(|p| !self.problems.contains(p)).cloned().collect();
+        let closed: Vec<Problem> = self.problems.iter().filter(|p| !all.contains(p)).cloned().collect();
         for p in opened {
             let level = if p.is_error() { Level::Error } else { Level::Warn };
             self.log(level, "alert", &format!("{}: {}", p.code, p.desc));
@@ -221,7 +271,44 @@ impl ClusterState {
         for p in closed {
             self.log(Level::Info, "alert", &format!("Resolved {}: {}", p.code, p.desc));
         }
-        self.problems = topo.problems;
+        self.problems = all;
+    }
+
+    /// Tracks, per replica, whether it still receives from its source: IO thread running and
+    /// heartbeats or positions advancing within a window longer than the heartbeat period.
+    fn update_hearing(&mut self, results: &[Result<ServerSnapshot, ProbeError>]) {
+        let source = self.config.replication_source_name.clone();
+        let min_window = self.config.falsepositive_heartbeat_timeout.max(self.config.monitoring_ticker * 2);
+        let now = Instant::now();
+        for (srv, res) in self.servers.iter_mut().zip(results) {
+            let repl = res.as_ref().ok().and_then(|s| s.managed_replication(&source));
+            let Some(r) = repl else {
+                srv.hear_evidence = None;
+                srv.hear_changed_at = None;
+                srv.hearing = false;
+                continue;
+            };
+            let evidence = (
+                r.slave_received_heartbeats,
+                r.gtid_io_pos.clone(),
+                r.master_log_file.clone(),
+                r.read_master_log_pos.clone(),
+            );
+            if srv.hear_evidence.as_ref() != Some(&evidence) {
+                srv.hear_evidence = Some(evidence);
+                srv.hear_changed_at = Some(now);
+            }
+            let period = Duration::from_secs_f64(r.slave_heartbeat_period.clamp(0.0, 3600.0));
+            let window = min_window.max(period.mul_f64(1.5) + self.config.monitoring_ticker);
+            srv.hearing = r.io_running.eq_ignore_ascii_case("yes")
+                && srv.hear_changed_at.is_some_and(|t| now.duration_since(t) <= window);
+        }
+    }
+
+    /// The latest crash record naming `addr` as the replaced master.
+    pub fn crash_of(&self, addr: &HostPort) -> Option<&CrashRecord> {
+        let name = addr.to_string();
+        self.crashes.iter().rev().find(|c| c.old_master == name)
     }
 
     /// Seconds since the Unix epoch.
@@ -249,16 +336,30 @@ impl SharedCluster {
     }
 }
 
-/// The loop that probes one cluster.
+/// A request for the monitor task, answered on `reply`.
+pub struct ClusterCommand {
+    pub action: Action,
+    pub reply: oneshot::Sender<ActionResult>,
+}
+
+/// The loop that probes one cluster and acts on it.
 pub struct ClusterMonitor {
     shared: Arc<SharedCluster>,
     probes: Vec<ServerProbe>,
     ticker: Duration,
     probe_deadline: Duration,
+    commands: mpsc::Receiver<ClusterCommand>,
+    guard: Arc<dyn LeaderGuard>,
+    datadir: PathBuf,
 }
 
 impl ClusterMonitor {
-    pub fn new(shared: Arc<SharedCluster>) -> ClusterMonitor {
+    pub fn new(
+        shared: Arc<SharedCluster>,
+        commands: mpsc::Receiver<ClusterCommand>,
+        guard: Arc<dyn LeaderGuard>,
+        datadir: PathBuf,
+    ) -> ClusterMonitor {
         let (probes, ticker, timeout) = {
             let st = shared.read();
             let cfg = &st.config;
@@ -270,23 +371,36 @@ impl ClusterMonitor {
             (probes, cfg.monitoring_ticker, cfg.connect_timeout)
         };
         // Connect, then the statements: each bounded by the timeout, the whole by twice it.
-        ClusterMonitor { shared, probes, ticker, probe_deadline: timeout * 2 }
+        ClusterMonitor { shared, probes, ticker, probe_deadline: timeout * 2, commands, guard, datadir }
+    }
+
+    fn executor(&self) -> FailoverExecutor<'_> {
+        FailoverExecutor { shared: &self.shared, guard: self.guard.as_ref(), datadir: &self.datadir }
     }
 
     /// Runs until `shutdown` turns true. A tick starts every `monitoring-ticker`, or right after
-    /// the previous one when probing took longer.
+    /// the previous one when probing took longer. Actions are run between ticks, one at a time.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let name = self.shared.read().config.name.clone();
         tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
+        let mut next_tick = Instant::now();
         loop {
-            let started = Instant::now();
-            let paused = self.shared.read().config.monitoring_pause;
-            if !paused {
-                let results = self.probe_all().await;
-                self.shared.write().apply_round(results);
-            }
             tokio::select! {
-                _ = tokio::time::sleep_until((started + self.ticker).into()) => {}
+                _ = tokio::time::sleep_until(next_tick.into()) => {
+                    let started = Instant::now();
+                    let paused = self.shared.read().config.monitoring_pause;
+                    if !paused {
+                        self.tick().await;
+                    }
+                    next_tick = started + self.ticker;
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => {
+                        let result = self.handle(cmd.action).await;
+                        let _ = cmd.reply.send(result);
+                    }
+                    None => break,
+                },
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -297,6 +411,150 @@ impl ClusterMonitor {
             p.close().await;
         }
         tracing::info!(cluster = %name, "monitor stopped");
+    }
+
+    /// One probe round, then the automatic decisions it allows.
+    async fn tick(&mut self) {
+        let results = self.probe_all().await;
+        self.shared.write().apply_round(results);
+        self.check_automatic_failover().await;
+        self.check_rejoin().await;
+    }
+
+    async fn handle(&mut self, action: Action) -> ActionResult {
+        tracing::info!(cluster = %self.shared.read().config.name, ?action, "action requested");
+        match action {
+            Action::Failover => {
+                self.refresh().await;
+                self.executor().failover("API request").await
+            }
+            Action::Switchover { prefmaster } => {
+                self.refresh().await;
+                self.executor().switchover(prefmaster.as_deref()).await
+            }
+            Action::ResetFailoverControl => Ok(self.executor().reset_failover_control()),
+            Action::ToggleMaintenance { server } => self.executor().toggle_maintenance(&server),
+            Action::Bootstrap { topology } => {
+                self.refresh().await;
+                self.executor().bootstrap(&topology).await
+            }
+            Action::ReplicationCleanup => {
+                self.refresh().await;
+                self.executor().cleanup().await
+            }
+        }
+    }
+
+    /// A fresh probe round before an action, so it decides on current positions.
+    async fn refresh(&mut self) {
+        let results = self.probe_all().await;
+        self.shared.write().apply_round(results);
+    }
+
+    async fn check_automatic_failover(&mut self) {
+        let gate = {
+            let st = self.shared.read();
+            let Some(m) = st.master else { return };
+            let cfg = &st.config;
+            let master_failed = st.servers[m].state == ServerState::Failed;
+            let hearing: Vec<String> = if cfg.falsepositive_heartbeat {
+                st.servers
+                    .iter()
+                    .filter(|s| {
+                        s.hearing
+                            && s.snapshot.as_ref().and_then(|sn| sn.managed_replication(&cfg.replication_source_name)).is_some_and(
+                                |r| topology::same_server(&r.source(), &st.servers[m].addr),
+                            )
+                    })
+                    .map(|s| s.addr.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let since = (st.failover_last_time > 0)
+                .then(|| Duration::from_secs(ClusterState::now_unix().saturating_sub(st.failover_last_time)));
+            planner::automatic_gate(&GateInput {
+                mode: cfg.failover_mode,
+                master_failed,
+                failover_limit: cfg.failover_limit,
+                failover_counter: st.failover_counter,
+                time_limit: Duration::from_secs(cfg.failover_time_limit),
+                since_last_failover: since,
+                replicas_hearing_master: hearing,
+            })
+        };
+        let blockers = match &gate {
+            Gate::Blocked { code, reason } => vec![Problem { code, desc: reason.clone(), server: None }],
+            _ => Vec::new(),
+        };
+        {
+            let mut st = self.shared.write();
+            if st.blockers != blockers {
+                st.blockers = blockers;
+                st.publish_problems();
+            }
+        }
+        if gate == Gate::Go {
+            if let Err(e) = self.executor().failover("automatic: master failed").await {
+                let mut st = self.shared.write();
+                st.blockers = vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }];
+                st.publish_problems();
+            }
+        }
+    }
+
+    /// Rejoins returning old masters (`autorejoin`), or quarantines the ones ahead.
+    async fn check_rejoin(&mut self) {
+        {
+            // A quarantined server that was fixed (replicating again, or gone) leaves quarantine.
+            let mut st = self.shared.write();
+            let before = st.quarantined.len();
+            let states: Vec<ServerState> = st.servers.iter().map(|s| s.state).collect();
+            st.quarantined.retain(|i, _| states.get(*i) == Some(&ServerState::StandAlone));
+            if st.quarantined.len() != before {
+                st.publish_problems();
+            }
+        }
+        let todo: Vec<(usize, CrashRecord)> = {
+            let st = self.shared.read();
+            if !st.config.autorejoin || st.in_failover {
+                return;
+            }
+            let Some(m) = st.master else { return };
+            if !st.servers[m].is_up() {
+                return;
+            }
+            st.servers
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    *i != m
+                        && s.is_up()
+                        && !s.maintenance
+                        && s.state == ServerState::StandAlone
+                        && !st.quarantined.contains_key(i)
+                })
+                .filter_map(|(i, s)| st.crash_of(&s.addr).map(|c| (i, c.clone())))
+                .collect()
+        };
+        for (i, record) in todo {
+            let result = self.executor().rejoin(i, &record).await;
+            let mut st = self.shared.write();
+            match result {
+                Ok(_) => {
+                    st.quarantined.remove(&i);
+                }
+                Err(e) if e.status == 409 => {
+                    let addr = st.servers[i].addr.clone();
+                    st.quarantined.insert(i, Problem { code: "ERR00070", desc: e.message.clone(), server: Some(addr.to_string()) });
+                }
+                Err(e) => {
+                    let msg = format!("Rejoin of {} failed: {}", st.servers[i].addr, e.message);
+                    st.log(Level::Error, "rejoin", &msg);
+                }
+            }
+            st.publish_problems();
+        }
     }
 
     async fn probe_all(&mut self) -> Vec<Result<ServerSnapshot, ProbeError>> {
@@ -312,6 +570,15 @@ impl ClusterMonitor {
         });
         futures::future::join_all(rounds).await
     }
+}
+
+/// Sends `action` to a cluster's monitor and waits for the outcome.
+pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action) -> ActionResult {
+    let (reply, rx) = oneshot::channel();
+    tx.send(ClusterCommand { action, reply })
+        .await
+        .map_err(|_| ActionError::new(503, "the cluster monitor is stopping"))?;
+    rx.await.map_err(|_| ActionError::new(500, "the cluster monitor stopped before answering"))?
 }
 
 #[cfg(test)]

@@ -10,12 +10,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
-use replication_manager_api::{acl, ApiState, AuthUser, Backend, Health, HealthCheck, LoginLimiter, Lookup, ServerRef, TokenKeys};
+use replication_manager_api::{
+    acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LoginLimiter, Lookup,
+    ServerRef, TokenKeys,
+};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::{Config, HostPort};
-use crate::monitor::{ClusterMonitor, ClusterState, SharedCluster};
+use crate::failover::crash;
+use crate::failover::executor::SingleNode;
+use crate::monitor::{self, ClusterCommand, ClusterMonitor, ClusterState, SharedCluster};
 use crate::topology::ServerState;
 use crate::views::{self, GroupStatus};
 
@@ -23,6 +28,7 @@ use crate::views::{self, GroupStatus};
 pub struct NodeBackend {
     config: Config,
     clusters: BTreeMap<String, Arc<SharedCluster>>,
+    commands: BTreeMap<String, tokio::sync::mpsc::Sender<ClusterCommand>>,
     started: AtomicBool,
     hostname: String,
     uuid: String,
@@ -123,8 +129,8 @@ impl Backend for NodeBackend {
     }
 
     fn crashes(&self, cluster: &str) -> Option<Vec<CrashView>> {
-        self.cluster_state(cluster)?;
-        Some(Vec::new())
+        let st = self.cluster_state(cluster)?.read();
+        Some(st.crashes.iter().map(views::crash_view).collect())
     }
 
     fn monitor(&self) -> MonitorView {
@@ -223,6 +229,16 @@ impl Backend for NodeBackend {
     fn user_exists(&self, user: &str) -> bool {
         self.clusters.values().any(|c| c.read().config.api_users.iter().any(|u| u.user == user))
     }
+
+    fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
+        let tx = self.commands.get(cluster).cloned();
+        async move {
+            match tx {
+                None => Err(ActionError::new(500, "No Cluster")),
+                Some(tx) => monitor::request(&tx, action).await,
+            }
+        }
+    }
 }
 
 /// Loads the token signing key from the data directory, creating it (mode 0600) on first start,
@@ -279,12 +295,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let token_key = load_or_create_token_key(&datadir)?;
 
     let mut clusters = BTreeMap::new();
+    let mut commands = BTreeMap::new();
+    let mut receivers = Vec::new();
     for c in &config.clusters {
-        clusters.insert(c.name.clone(), SharedCluster::new(ClusterState::new(c.clone())));
+        let mut state = ClusterState::new(c.clone());
+        state.restore(crash::load(&datadir, &c.name)?);
+        clusters.insert(c.name.clone(), SharedCluster::new(state));
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        commands.insert(c.name.clone(), tx);
+        receivers.push((c.name.clone(), rx));
     }
     let backend = Arc::new(NodeBackend {
         config: config.clone(),
         clusters,
+        commands,
         started: AtomicBool::new(false),
         hostname: hostname(),
         uuid: format!("{:032x}", rand::random::<u128>()),
@@ -294,8 +318,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for shared in backend.clusters.values() {
-        tasks.spawn(ClusterMonitor::new(shared.clone()).run(stop_rx.clone()));
+    let guard: Arc<dyn crate::failover::executor::LeaderGuard> = Arc::new(SingleNode);
+    for (name, rx) in receivers {
+        let Some(shared) = backend.clusters.get(&name) else { continue };
+        let monitor = ClusterMonitor::new(shared.clone(), rx, guard.clone(), datadir.clone());
+        tasks.spawn(monitor.run(stop_rx.clone()));
     }
 
     if config.server.http_server {

@@ -83,6 +83,108 @@ pub fn session_bounds(flavor: Flavor, statement_secs: f64, lock_wait_secs: u64) 
     }
 }
 
+/// Replication source settings for [`change_master`].
+pub struct ChangeMaster<'a> {
+    pub connection_name: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub connect_retry: u64,
+    pub heartbeat_period: u64,
+}
+
+/// `CHANGE MASTER TO` with GTID (MariaDB `MASTER_USE_GTID=slave_pos`, MySQL auto-position).
+/// Values are quoted by the driver; the statement takes no placeholders.
+pub fn change_master(flavor: Flavor, c: &ChangeMaster<'_>) -> String {
+    let conn = if c.connection_name.is_empty() { String::new() } else { format!("{} ", quote(c.connection_name)) };
+    let common = format!(
+        "MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_CONNECT_RETRY={}, MASTER_HEARTBEAT_PERIOD={}",
+        quote(c.host),
+        c.port,
+        quote(c.user),
+        quote(c.password),
+        c.connect_retry.max(1),
+        c.heartbeat_period.max(1)
+    );
+    match flavor {
+        Flavor::MariaDB => format!("CHANGE MASTER {conn}TO {common}, MASTER_USE_GTID=slave_pos"),
+        Flavor::MySQL => format!("CHANGE MASTER TO {common}, MASTER_AUTO_POSITION=1"),
+    }
+}
+
+/// Same as [`change_master`] with the password masked, for logs.
+pub fn change_master_for_log(flavor: Flavor, c: &ChangeMaster<'_>) -> String {
+    change_master(flavor, &ChangeMaster { password: "********", ..*c })
+}
+
+/// Stops the managed replication connection.
+pub fn stop_slave(connection_name: &str) -> String {
+    if connection_name.is_empty() { "STOP SLAVE".to_string() } else { format!("STOP SLAVE {}", quote(connection_name)) }
+}
+
+/// Starts the managed replication connection.
+pub fn start_slave(connection_name: &str) -> String {
+    if connection_name.is_empty() { "START SLAVE".to_string() } else { format!("START SLAVE {}", quote(connection_name)) }
+}
+
+/// Forgets the managed replication connection entirely.
+pub fn reset_slave_all(connection_name: &str) -> String {
+    if connection_name.is_empty() {
+        "RESET SLAVE ALL".to_string()
+    } else {
+        format!("RESET SLAVE {} ALL", quote(connection_name))
+    }
+}
+
+pub const STOP_ALL_SLAVES: &str = "STOP ALL SLAVES";
+pub const RESET_MASTER: &str = "RESET MASTER";
+pub const READ_ONLY_ON: &str = "SET GLOBAL read_only = 1";
+pub const READ_ONLY_OFF: &str = "SET GLOBAL read_only = 0";
+pub const SEMISYNC_MASTER_ON: &str = "SET GLOBAL rpl_semi_sync_master_enabled = 1";
+pub const SEMISYNC_MASTER_OFF: &str = "SET GLOBAL rpl_semi_sync_master_enabled = 0";
+pub const FLUSH_TABLES_WITH_READ_LOCK: &str = "FLUSH TABLES WITH READ LOCK";
+pub const UNLOCK_TABLES: &str = "UNLOCK TABLES";
+pub const GTID_BINLOG_POS: &str = "SELECT @@gtid_binlog_pos";
+pub const GTID_CURRENT_POS: &str = "SELECT @@gtid_current_pos";
+/// Makes a demoted master resume from what it already holds (its own binlog position).
+pub const SLAVE_POS_FROM_CURRENT: &str = "SET GLOBAL gtid_slave_pos = @@gtid_current_pos";
+
+/// Clears the replica position (bootstrap of a fresh topology).
+pub const CLEAR_SLAVE_POS: &str = "SET GLOBAL gtid_slave_pos = ''";
+
+/// Waits until this server has applied `pos`; returns 0 when reached, -1 on timeout.
+pub fn master_gtid_wait(pos: &str, timeout_secs: u64) -> String {
+    format!("SELECT MASTER_GTID_WAIT({}, {})", quote(pos), timeout_secs.max(1))
+}
+
+/// Sets the session's wait for metadata locks (FTWRL) in seconds.
+pub fn lock_wait_timeout(secs: u64) -> String {
+    format!("SET SESSION lock_wait_timeout = {}", secs.max(1))
+}
+
+/// Writes or transactions running longer than `secs` (switchover refuses when non-zero).
+pub fn long_writes(secs: u64) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' \
+           AND TIME >= {secs} AND ID <> CONNECTION_ID() AND INFO IS NOT NULL \
+           AND UPPER(LEFT(LTRIM(INFO), 6)) NOT IN ('SELECT', 'SHOW P', 'SHOW F')) \
+         + (SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+           WHERE trx_started <= NOW() - INTERVAL {secs} SECOND)"
+    )
+}
+
+/// Client connections to kill before locking a demoted master (replication, system threads and
+/// our own session excluded).
+pub const CLIENT_THREADS: &str = "SELECT ID FROM information_schema.PROCESSLIST \
+    WHERE COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Slave_IO', 'Slave_SQL', 'Slave_worker') \
+    AND USER NOT IN ('system user', 'event_scheduler') AND ID <> CONNECTION_ID()";
+
+/// Kills one connection.
+pub fn kill_connection(id: u64) -> String {
+    format!("KILL CONNECTION {id}")
+}
+
 /// Quotes a string value as an SQL literal using the driver's escaping.
 pub fn quote(s: &str) -> String {
     Value::from(s).as_sql(false)
@@ -96,6 +198,24 @@ mod tests {
     fn quote_escapes() {
         assert_eq!(quote("a'b"), "'a\\'b'");
         assert_eq!(quote("plain"), "'plain'");
+    }
+
+    #[test]
+    fn change_master_quotes_values() {
+        let c = ChangeMaster {
+            connection_name: "",
+            host: "127.0.0.1",
+            port: 3311,
+            user: "repl",
+            password: "p'w",
+            connect_retry: 1,
+            heartbeat_period: 3,
+        };
+        let s = change_master(Flavor::MariaDB, &c);
+        assert!(s.contains("MASTER_PASSWORD='p\\'w'"), "{s}");
+        assert!(s.ends_with("MASTER_USE_GTID=slave_pos"));
+        assert!(!change_master_for_log(Flavor::MariaDB, &c).contains("p\\'w"));
+        assert_eq!(stop_slave("a'b"), "STOP SLAVE 'a\\'b'");
     }
 
     #[test]

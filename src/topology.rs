@@ -104,7 +104,8 @@ pub struct Topology {
     pub problems: Vec<Problem>,
 }
 
-fn same_server(a: &HostPort, b: &HostPort) -> bool {
+/// True when two addresses name the same server (localhost and 127.0.0.1 are one).
+pub fn same_server(a: &HostPort, b: &HostPort) -> bool {
     fn norm(h: &str) -> &str {
         match h {
             "localhost" | "::1" => "127.0.0.1",

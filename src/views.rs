@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use replication_manager_api::acl;
 use replication_manager_api::wire::{
-    AlertView, AlertsView, ApiUserView, ClusterView, DbVersionView, GtidView, HttpLog, LogEntryView,
+    AlertView, AlertsView, ApiUserView, ClusterView, CrashView, DbVersionView, GtidView, HttpLog, LogEntryView,
     MasterStatusView, NullInt64, NullString, ReplicationView, ServerView,
 };
 use serde_json::{json, Value};
@@ -90,6 +90,9 @@ fn replication_health(st: &ClusterState, i: usize) -> String {
     if st.master == Some(i) {
         return "Master OK".to_string();
     }
+    if let Some(q) = st.quarantined.get(&i) {
+        return format!("Quarantined: {}", q.desc);
+    }
     let Some(snap) = &srv.snapshot else { return "Not connected".to_string() };
     match snap.managed_replication(&st.config.replication_source_name) {
         None => "Not a slave".to_string(),
@@ -163,6 +166,23 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
     v
 }
 
+/// A crash record with the Go project's field names, plus the full evidence under `Details`.
+pub fn crash_view(c: &crate::failover::crash::CrashRecord) -> CrashView {
+    CrashView {
+        url: c.old_master.clone(),
+        failover_master_log_file: c.old_master_log_file.clone(),
+        failover_master_log_pos: c.old_master_log_pos.clone(),
+        new_master_log_file: c.new_master_log_file.clone(),
+        new_master_log_pos: c.new_master_log_pos.clone(),
+        failover_semi_sync_slave_status: c.elected_semi_sync,
+        failover_io_gtid: gtids(&GtidPos::parse_lenient(&c.elected_io_gtid)),
+        elected_master_url: c.elected_master.clone(),
+        unix_timestamp: c.unix_timestamp,
+        switchover: c.switchover,
+        details: serde_json::to_value(c).unwrap_or(Value::Null),
+    }
+}
+
 /// The log as `{"buffer","len","line"}`.
 pub fn http_log(log: &ClusterLog) -> HttpLog {
     HttpLog {
@@ -221,8 +241,8 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) ->
         tenant: "interne".to_string(),
         working_dir: working_dir.to_string(),
         db_servers: st.servers.iter().map(|s| s.id.clone()).collect(),
-        db_servers_crashes: None,
-        failover_history: None,
+        db_servers_crashes: if st.crashes.is_empty() { None } else { Some(st.crashes.iter().map(crash_view).collect()) },
+        failover_history: if st.crashes.is_empty() { None } else { Some(st.crashes.iter().map(crash_view).collect()) },
         proxy_servers: Vec::new(),
         failover_counter: st.failover_counter,
         failover_last_time: st.failover_last_time,

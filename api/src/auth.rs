@@ -94,10 +94,9 @@ fn random_jti() -> String {
 /// Extracts the token from an `Authorization` header (`Bearer ` prefix optional, any case).
 pub fn bearer(header: Option<&str>) -> Result<&str, TokenError> {
     let raw = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(TokenError::Missing)?;
-    let token = match raw.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("bearer ") => raw[7..].trim(),
-        _ => raw,
-    };
+    let has_scheme = raw.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
+        && raw.as_bytes().get(6).is_none_or(|b| b.is_ascii_whitespace());
+    let token = if has_scheme { raw.get(6..).unwrap_or("").trim() } else { raw };
     if token.is_empty() { Err(TokenError::Missing) } else { Ok(token) }
 }
 

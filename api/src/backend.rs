@@ -36,6 +36,45 @@ pub enum Lookup<T> {
     Found(T),
 }
 
+/// A mutating request on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Promote the best replica now (the master may be alive or dead).
+    Failover,
+    /// Graceful master change; `prefmaster` is an optional `host:port` target.
+    Switchover { prefmaster: Option<String> },
+    /// Reset the failover counter (`failover-limit`).
+    ResetFailoverControl,
+    /// Set up replication from scratch (`master-slave`, `multi-master`).
+    Bootstrap { topology: String },
+    /// Remove every replication connection.
+    ReplicationCleanup,
+    /// Toggle a server's maintenance flag.
+    ToggleMaintenance { server: String },
+}
+
+/// Why an action did not succeed: the HTTP status and a plain-text reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(status: u16, message: impl Into<String>) -> ActionError {
+        ActionError { status, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+/// The result of an action: a short success message or the error to answer with.
+pub type ActionResult = Result<String, ActionError>;
+
 /// An authenticated API user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
@@ -71,4 +110,10 @@ pub trait Backend: Send + Sync + 'static {
     fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser>;
     /// True while `user` is still a configured API user (checked on every request).
     fn user_exists(&self, user: &str) -> bool;
+    /// Runs a mutating action on a cluster and waits for its outcome.
+    fn run_action(
+        &self,
+        cluster: &str,
+        action: Action,
+    ) -> impl std::future::Future<Output = ActionResult> + Send;
 }

@@ -1,0 +1,686 @@
+//! `FailoverExecutor`: runs failover, switchover and rejoin steps against the servers. Every
+//! statement has a deadline, every database mutation is preceded by a leadership check
+//! ([`LeaderGuard`]), and a switchover that fails before the promotion undoes what it did.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use replication_manager_api::ActionError;
+
+use crate::admin::{AdminConn, AdminError};
+use crate::cluster_log::Level;
+use crate::config::{ClusterConfig, HostPort};
+use crate::failover::crash::{self, CrashRecord, PersistedCluster, CRASHES_KEPT};
+use crate::failover::planner::{self, Candidate, ElectionKind, ElectionRules};
+use crate::gtid::GtidPos;
+use crate::monitor::{ClusterState, SharedCluster};
+use crate::sql::{self, ChangeMaster, Flavor};
+use crate::topology::ServerState;
+
+/// How long a promoted replica may take to apply its relay log before the failover gives up.
+pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long replicas may take to reach the locked master's position during a switchover.
+pub const SWITCHOVER_CATCHUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Decides whether this node may mutate databases right now. The single-node manager always
+/// may; the manager group checks a fresh leader lease (an isolated leader keeps reporting
+/// Leader, so a stale role is not enough).
+pub trait LeaderGuard: Send + Sync {
+    /// Ok, or why this node must not act (logged and returned to the caller).
+    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// The guard of a manager running alone.
+pub struct SingleNode;
+
+impl LeaderGuard for SingleNode {
+    fn check<'a>(&'a self, _action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn err500(e: impl std::fmt::Display) -> ActionError {
+    ActionError::new(500, e.to_string())
+}
+
+impl From<AdminError> for ActionError {
+    fn from(e: AdminError) -> ActionError {
+        err500(e)
+    }
+}
+
+/// Runs actions on one cluster. Lives inside the cluster's monitor task, so actions and
+/// probing never interleave.
+pub struct FailoverExecutor<'a> {
+    pub shared: &'a SharedCluster,
+    pub guard: &'a dyn LeaderGuard,
+    pub datadir: &'a Path,
+}
+
+/// Resets `in_failover` however the action ends.
+struct InFailover<'a>(&'a SharedCluster);
+
+impl<'a> InFailover<'a> {
+    fn enter(shared: &'a SharedCluster) -> Result<InFailover<'a>, ActionError> {
+        let mut st = shared.write();
+        if st.in_failover {
+            return Err(ActionError::new(409, "Cancel: the cluster is already in failover or switchover"));
+        }
+        st.in_failover = true;
+        Ok(InFailover(shared))
+    }
+}
+
+impl Drop for InFailover<'_> {
+    fn drop(&mut self) {
+        self.0.write().in_failover = false;
+    }
+}
+
+/// Candidates of a master `m` in replication domain `domain`.
+pub fn candidates(st: &ClusterState, m: usize, domain: u32, requested: Option<usize>) -> Vec<Candidate> {
+    let cfg = &st.config;
+    let maddr = &st.servers[m].addr;
+    st.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != m)
+        .map(|(i, s)| {
+            let snap = s.snapshot.as_ref().filter(|_| s.is_up());
+            let repl = snap.and_then(|sn| sn.managed_replication(&cfg.replication_source_name));
+            Candidate {
+                index: i,
+                name: s.addr.to_string(),
+                reachable: snap.is_some(),
+                replicates_from_master: repl.is_some_and(|r| crate::topology::same_server(&r.source(), maddr)),
+                log_bin: snap.is_some_and(|sn| sn.log_bin),
+                io_running: repl.is_some_and(|r| r.io_running.eq_ignore_ascii_case("yes")),
+                sql_running: repl.is_some_and(|r| r.sql_running.eq_ignore_ascii_case("yes")),
+                received_seq: repl.map_or(0, |r| GtidPos::parse_lenient(&r.gtid_io_pos).seq_in(domain)),
+                applied_seq: snap.map_or(0, |sn| sn.gtid_current_pos.seq_in(domain).max(sn.gtid_slave_pos.seq_in(domain))),
+                seconds_behind: repl.and_then(|r| r.seconds_behind_master),
+                semi_sync_in_sync: snap.is_some_and(|sn| sn.semi_sync_slave_status),
+                maintenance: s.maintenance,
+                ignored: s.ignored,
+                prefered_rank: cfg.prefered_master.iter().position(|p| *p == s.addr),
+            }
+        })
+        .map(|mut c| {
+            if requested == Some(c.index) {
+                c.prefered_rank = Some(0);
+            }
+            c
+        })
+        .collect()
+}
+
+/// The replication domain of a master: its `gtid_domain_id`, or the single domain it wrote.
+fn master_domain(st: &ClusterState, m: usize) -> u32 {
+    st.servers[m].snapshot.as_ref().map_or(0, |s| s.gtid_domain_id)
+}
+
+fn now_unix() -> u64 {
+    ClusterState::now_unix()
+}
+
+fn op_id(kind: &str) -> String {
+    format!("{kind}-{}-{:08x}", now_unix(), rand::random::<u32>())
+}
+
+impl FailoverExecutor<'_> {
+    fn snapshot(&self) -> ClusterState {
+        self.shared.read().clone()
+    }
+
+    fn log(&self, level: Level, msg: &str) {
+        self.shared.write().log(level, "failover", msg);
+    }
+
+    async fn admin(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<AdminConn, AdminError> {
+        // Admin statements get a longer deadline than probes: a busy master may be slow to lock.
+        AdminConn::connect(addr, &cfg.db_credential, flavor, cfg.connect_timeout, cfg.connect_timeout.max(Duration::from_secs(5)) * 2).await
+    }
+
+    /// Runs `statement` on `conn` after a fresh leadership check.
+    async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), ActionError> {
+        self.guard
+            .check(step)
+            .await
+            .map_err(|why| ActionError::new(503, format!("not acting on databases ({step}): {why}")))?;
+        tracing::info!(server = conn.server(), step, "executing");
+        conn.exec(statement).await.map_err(ActionError::from)
+    }
+
+    fn change_master_sql<'c>(cfg: &'c ClusterConfig, new: &'c HostPort) -> ChangeMaster<'c> {
+        ChangeMaster {
+            connection_name: &cfg.replication_source_name,
+            host: &new.host,
+            port: new.port,
+            user: &cfg.replication_credential.user,
+            password: &cfg.replication_credential.password,
+            connect_retry: cfg.slave_heartbeat_retry,
+            heartbeat_period: cfg.slave_heartbeat_time,
+        }
+    }
+
+    /// Points `addr` at `new` with GTID and starts replication; read-only when configured.
+    async fn repoint(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, new: &HostPort) -> Result<(), ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        let cm = Self::change_master_sql(cfg, new);
+        self.mutate(&mut c, "stop replica", &sql::stop_slave(&cfg.replication_source_name)).await?;
+        tracing::info!(server = %addr, statement = %sql::change_master_for_log(flavor, &cm), "repointing");
+        self.mutate(&mut c, "change master", &sql::change_master(flavor, &cm)).await?;
+        self.mutate(&mut c, "start replica", &sql::start_slave(&cfg.replication_source_name)).await?;
+        if cfg.failover_readonly_state {
+            self.mutate(&mut c, "read_only on replica", sql::READ_ONLY_ON).await?;
+        }
+        c.close().await;
+        Ok(())
+    }
+
+    fn persist(&self) {
+        let st = self.shared.read();
+        let p = PersistedCluster {
+            version: 1,
+            crashes: st.crashes.clone(),
+            failover_counter: st.failover_counter,
+            failover_last_time: st.failover_last_time,
+            maintenance: st.servers.iter().filter(|s| s.maintenance).map(|s| s.addr.to_string()).collect(),
+        };
+        let name = st.config.name.clone();
+        drop(st);
+        if let Err(e) = crash::save(self.datadir, &name, &p) {
+            self.log(Level::Error, &format!("Could not persist cluster state: {e:#}"));
+        }
+    }
+
+    /// Failover: promote the most up-to-date replica of the master (dead or alive).
+    pub async fn failover(&self, trigger: &str) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let Some(m) = st.master else {
+            return Err(ActionError::new(500, "No master known in this cluster: nothing to fail over"));
+        };
+        let old = st.servers[m].clone();
+        let domain = master_domain(&st, m);
+        let cands = candidates(&st, m, domain, None);
+        let rules = ElectionRules {
+            check_replication_state: cfg.check_replication_state,
+            max_slave_delay: cfg.failover_max_slave_delay,
+            require_semi_sync: cfg.failover_at_sync,
+        };
+        let election = match planner::elect(&cands, &rules, ElectionKind::Failover, None) {
+            Ok(e) => e,
+            Err(e) => {
+                self.log(Level::Error, &format!("Failover of {} refused ({}): {}", old.addr, e.code, e.reason));
+                return Err(ActionError::new(409, format!("{}: {}", e.code, e.reason)));
+            }
+        };
+        let _busy = InFailover::enter(self.shared)?;
+        let w = election.winner;
+        let cand = st.servers[w].clone();
+        let Some(cand_snap) = cand.snapshot.clone() else {
+            return Err(ActionError::new(500, format!("{} has no snapshot", cand.addr)));
+        };
+        for (name, why) in &election.skipped {
+            self.log(Level::Info, &format!("Election: {name} passed over: {why}"));
+        }
+        self.log(
+            Level::Warn,
+            &format!("Failover ({trigger}): electing {} to replace master {} (domain {domain})", cand.addr, old.addr),
+        );
+
+        // A live old master is fenced first, so there is never a second writable master.
+        if old.is_up() {
+            let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+            match self.admin(&cfg, &old.addr, flavor).await {
+                Ok(mut c) => {
+                    self.mutate(&mut c, "fence old master", sql::READ_ONLY_ON).await?;
+                    c.close().await;
+                    self.log(Level::Info, &format!("Old master {} set read_only before failover", old.addr));
+                }
+                Err(e) => self.log(Level::Warn, &format!("Could not fence the old master: {e}")),
+            }
+        }
+
+        let repl = cand_snap.managed_replication(&cfg.replication_source_name).cloned().unwrap_or_default();
+        let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
+        if !repl.gtid_io_pos.is_empty() {
+            let wait = sql::master_gtid_wait(&repl.gtid_io_pos, RELAY_APPLY_DEADLINE.as_secs());
+            let r = c.value(&wait, RELAY_APPLY_DEADLINE + Duration::from_secs(5)).await?;
+            if r.as_deref() != Some("0") {
+                let msg = format!(
+                    "Failover cancelled: {} did not apply its relay log up to {} within {:?}",
+                    cand.addr, repl.gtid_io_pos, RELAY_APPLY_DEADLINE
+                );
+                self.log(Level::Error, &msg);
+                return Err(ActionError::new(500, msg));
+            }
+        }
+        self.mutate(&mut c, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
+        if semi_sync {
+            self.mutate(&mut c, "semi-sync master on", sql::SEMISYNC_MASTER_ON).await?;
+        }
+        self.mutate(&mut c, "open new master for writes", sql::READ_ONLY_OFF).await?;
+        let status = c.row(sql::master_status(cand_snap.flavor)).await.ok().flatten().unwrap_or_default();
+        let new_gtid = c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.ok().flatten().unwrap_or_default();
+        c.close().await;
+        self.log(Level::Info, &format!("New master {} is writable (gtid_binlog_pos {new_gtid})", cand.addr));
+
+        let mut repoint_errors = Vec::new();
+        for (i, s) in st.servers.iter().enumerate() {
+            if i == w || i == m || !s.is_up() || s.maintenance {
+                continue;
+            }
+            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            match self.repoint(&cfg, &s.addr, flavor, &cand.addr).await {
+                Ok(()) => self.log(Level::Info, &format!("Replica {} now replicates from {}", s.addr, cand.addr)),
+                Err(e) => {
+                    self.log(Level::Error, &format!("Could not repoint {}: {}", s.addr, e.message));
+                    repoint_errors.push(s.addr.to_string());
+                }
+            }
+        }
+
+        let old_gtid = old.snapshot.as_ref().map(|s| s.gtid_binlog_pos.clone()).unwrap_or_default();
+        let io = GtidPos::parse_lenient(&repl.gtid_io_pos);
+        let at_risk: Vec<String> = old_gtid
+            .ahead_of(&io)
+            .into_iter()
+            .map(|(g, base)| format!("{}-{}-{}..{}", g.domain_id, g.server_id, base + 1, g.seq_no))
+            .collect();
+        if !at_risk.is_empty() {
+            self.log(
+                Level::Warn,
+                &format!("Transactions of {} last seen but not received by {}: {}", old.addr, cand.addr, at_risk.join(",")),
+            );
+        }
+        let record = CrashRecord {
+            id: op_id("failover"),
+            old_master: old.addr.to_string(),
+            old_master_gtid: old_gtid.to_string(),
+            old_master_log_file: repl.master_log_file.clone(),
+            old_master_log_pos: repl.read_master_log_pos.clone(),
+            elected_master: cand.addr.to_string(),
+            elected_io_gtid: repl.gtid_io_pos.clone(),
+            new_master_gtid: new_gtid,
+            new_master_log_file: status.first().cloned().flatten().unwrap_or_default(),
+            new_master_log_pos: status.get(1).cloned().flatten().unwrap_or_default(),
+            old_master_semi_sync: old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_status),
+            elected_semi_sync: cand_snap.semi_sync_slave_status,
+            gtids_at_risk: at_risk,
+            domain,
+            unix_timestamp: now_unix(),
+            switchover: false,
+            trigger: trigger.to_string(),
+        };
+        {
+            let mut st = self.shared.write();
+            st.crashes.push(record);
+            let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
+            st.crashes.drain(..excess);
+            st.failover_counter += 1;
+            st.failover_last_time = now_unix();
+            st.master = Some(w);
+            st.servers[w].state = ServerState::Master;
+            st.servers[w].fail_count = 0;
+            let msg = format!(
+                "Master switch on {} complete: failover counter {}{}",
+                cand.addr,
+                st.failover_counter,
+                if repoint_errors.is_empty() { String::new() } else { format!(", not repointed: {}", repoint_errors.join(", ")) }
+            );
+            st.log(Level::Warn, "failover", &msg);
+        }
+        self.persist();
+        Ok(format!("Failover done: new master {}", cand.addr))
+    }
+
+    /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
+    /// old master its replica. Any failure before the promotion is undone.
+    pub async fn switchover(&self, prefmaster: Option<&str>) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let m = match st.master {
+            Some(m) if st.servers[m].is_up() && st.servers[m].state == ServerState::Master => m,
+            _ => return Err(ActionError::new(400, "Master failed")),
+        };
+        let requested = match prefmaster.map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => match st.find_server(p) {
+                Some(i) if i != m => Some(i),
+                Some(_) => return Err(ActionError::new(400, format!("prefmaster {p} is already the master"))),
+                None => return Err(ActionError::new(400, format!("prefmaster {p} is not a server of this cluster"))),
+            },
+        };
+        let old = st.servers[m].clone();
+        let Some(old_snap) = old.snapshot.clone() else { return Err(ActionError::new(400, "Master failed")) };
+        let domain = master_domain(&st, m);
+        let rules = ElectionRules {
+            check_replication_state: cfg.check_replication_state,
+            max_slave_delay: cfg.failover_max_slave_delay,
+            require_semi_sync: cfg.switchover_at_sync,
+        };
+        let election = planner::elect(&candidates(&st, m, domain, requested), &rules, ElectionKind::Switchover, requested)
+            .map_err(|e| {
+                self.log(Level::Error, &format!("Switchover refused ({}): {}", e.code, e.reason));
+                ActionError::new(409, format!("{}: {}", e.code, e.reason))
+            })?;
+        let w = election.winner;
+        let cand = st.servers[w].clone();
+        let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+
+        let mut oldc = self.admin(&cfg, &old.addr, old_snap.flavor).await?;
+        let long = oldc.value(&sql::long_writes(cfg.switchover_wait_write_query), Duration::from_secs(5)).await?;
+        if long.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0 {
+            let msg = format!(
+                "Long updates running on master {}: writes or transactions older than {} s; cannot switchover",
+                old.addr, cfg.switchover_wait_write_query
+            );
+            self.log(Level::Error, &msg);
+            return Err(ActionError::new(409, msg));
+        }
+        let _busy = InFailover::enter(self.shared)?;
+        self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+
+        // 1. Fence the old master: no new write is accepted from here on.
+        self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await?;
+        let fenced = self.fence_and_read_position(&cfg, &mut oldc).await;
+        let pos = match fenced {
+            Ok(pos) => pos,
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e).await),
+        };
+        self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
+
+        // 2. Candidate catches up, then is promoted.
+        let mut candc = match self.admin(&cfg, &cand.addr, cand_flavor).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into()).await),
+        };
+        let wait = sql::master_gtid_wait(&pos, SWITCHOVER_CATCHUP_DEADLINE.as_secs());
+        match candc.value(&wait, SWITCHOVER_CATCHUP_DEADLINE + Duration::from_secs(5)).await {
+            Ok(Some(v)) if v == "0" => {}
+            Ok(v) => {
+                let e = ActionError::new(500, format!("{} did not reach {pos} within {:?} ({v:?})", cand.addr, SWITCHOVER_CATCHUP_DEADLINE));
+                return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e).await);
+            }
+            Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into()).await),
+        }
+        if let Err(e) = self.mutate(&mut candc, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await {
+            return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e).await);
+        }
+        // Past this point the candidate forgets its source: forward only.
+        self.mutate(&mut candc, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        if old_snap.semi_sync_master_enabled {
+            self.mutate(&mut candc, "semi-sync master on", sql::SEMISYNC_MASTER_ON).await?;
+        }
+        self.mutate(&mut candc, "open new master for writes", sql::READ_ONLY_OFF).await?;
+        let status = candc.row(sql::master_status(cand_flavor)).await.ok().flatten().unwrap_or_default();
+        let new_gtid = candc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.ok().flatten().unwrap_or_default();
+        candc.close().await;
+        self.log(Level::Info, &format!("New master {} is writable", cand.addr));
+
+        // 3. The old master becomes a replica of the new one (its lock released first, so the
+        //    replication SQL thread is not blocked by it).
+        let cm = Self::change_master_sql(&cfg, &cand.addr);
+        let demote = async {
+            if old_snap.semi_sync_master_enabled {
+                self.mutate(&mut oldc, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
+            }
+            self.mutate(&mut oldc, "stop replication", &sql::stop_slave(&cfg.replication_source_name)).await?;
+            self.mutate(&mut oldc, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+            self.mutate(&mut oldc, "change master", &sql::change_master(old_snap.flavor, &cm)).await?;
+            self.mutate(&mut oldc, "release lock", sql::UNLOCK_TABLES).await?;
+            self.mutate(&mut oldc, "start replication", &sql::start_slave(&cfg.replication_source_name)).await
+        };
+        let demoted = demote.await;
+        oldc.close().await;
+        match &demoted {
+            Ok(()) => self.log(Level::Info, &format!("Old master {} now replicates from {}", old.addr, cand.addr)),
+            Err(e) => self.log(Level::Error, &format!("Old master {} could not be demoted: {}", old.addr, e.message)),
+        }
+
+        // 4. The other replicas follow.
+        for (i, s) in st.servers.iter().enumerate() {
+            if i == w || i == m || !s.is_up() || s.maintenance {
+                continue;
+            }
+            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            if let Ok(mut c) = self.admin(&cfg, &s.addr, flavor).await {
+                let wait = sql::master_gtid_wait(&pos, SWITCHOVER_CATCHUP_DEADLINE.as_secs());
+                if c.value(&wait, SWITCHOVER_CATCHUP_DEADLINE + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
+                    self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));
+                }
+                c.close().await;
+            }
+            match self.repoint(&cfg, &s.addr, flavor, &cand.addr).await {
+                Ok(()) => self.log(Level::Info, &format!("Replica {} now replicates from {}", s.addr, cand.addr)),
+                Err(e) => self.log(Level::Error, &format!("Could not repoint {}: {}", s.addr, e.message)),
+            }
+        }
+
+        let record = CrashRecord {
+            id: op_id("switchover"),
+            old_master: old.addr.to_string(),
+            old_master_gtid: pos.clone(),
+            elected_master: cand.addr.to_string(),
+            elected_io_gtid: pos,
+            new_master_gtid: new_gtid,
+            new_master_log_file: status.first().cloned().flatten().unwrap_or_default(),
+            new_master_log_pos: status.get(1).cloned().flatten().unwrap_or_default(),
+            old_master_semi_sync: old_snap.semi_sync_master_status,
+            elected_semi_sync: cand.snapshot.as_ref().is_some_and(|s| s.semi_sync_slave_status),
+            domain,
+            unix_timestamp: now_unix(),
+            switchover: true,
+            trigger: "API switchover".to_string(),
+            ..Default::default()
+        };
+        {
+            let mut st = self.shared.write();
+            st.crashes.push(record);
+            let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
+            st.crashes.drain(..excess);
+            st.master = Some(w);
+            st.servers[w].state = ServerState::Master;
+            st.log(Level::Warn, "failover", &format!("Master switch on {} complete (switchover)", cand.addr));
+        }
+        self.persist();
+        demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
+            ActionError::new(500, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
+        })
+    }
+
+    /// After read_only: drain writes for `switchover-wait-kill`, kill client connections, take
+    /// the global read lock with a short lock wait, and read the final GTID position.
+    async fn fence_and_read_position(&self, cfg: &ClusterConfig, oldc: &mut AdminConn) -> Result<String, ActionError> {
+        let drain_until = std::time::Instant::now() + cfg.switchover_wait_kill;
+        loop {
+            let busy = oldc.value(&sql::long_writes(0), Duration::from_secs(5)).await?;
+            if busy.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) == 0 || std::time::Instant::now() >= drain_until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ids = oldc.column(sql::CLIENT_THREADS).await?;
+        for id in ids.iter().filter_map(|i| i.parse::<u64>().ok()) {
+            // A connection may end by itself meanwhile: failures to kill are not errors.
+            if let Err(e) = oldc.exec(&sql::kill_connection(id)).await {
+                tracing::debug!(error = %e, id, "kill connection");
+            }
+        }
+        self.mutate(oldc, "lock wait bound", &sql::lock_wait_timeout(cfg.switchover_wait_trx)).await?;
+        let t = Duration::from_secs(cfg.switchover_wait_trx + 2);
+        self.guard.check("flush tables with read lock").await.map_err(|w| ActionError::new(503, w))?;
+        oldc.exec_within(sql::FLUSH_TABLES_WITH_READ_LOCK, t).await.map_err(|e| {
+            ActionError::new(500, format!("Long running transaction on master, no read lock within {} s: {e}", cfg.switchover_wait_trx))
+        })?;
+        let pos = oldc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
+        Ok(pos)
+    }
+
+    /// Undoes a switchover that failed before the promotion: the candidate replicates again and
+    /// the old master is unlocked and writable. Returns the error to report.
+    async fn undo_switchover(&self, mut oldc: AdminConn, candc: Option<AdminConn>, old: &HostPort, cause: ActionError) -> ActionError {
+        let src = self.shared.read().config.replication_source_name.clone();
+        if let Some(mut c) = candc {
+            if let Err(e) = c.exec(&sql::start_slave(&src)).await {
+                tracing::warn!(error = %e, "undo: start replication on candidate");
+            }
+            c.close().await;
+        }
+        let mut undo_errors = Vec::new();
+        for stmt in [sql::UNLOCK_TABLES, sql::READ_ONLY_OFF] {
+            if let Err(e) = oldc.exec(stmt).await {
+                undo_errors.push(e.to_string());
+            }
+        }
+        oldc.close().await;
+        let msg = if undo_errors.is_empty() {
+            format!("Switchover cancelled and undone ({old} writable again): {}", cause.message)
+        } else {
+            format!("Switchover cancelled; undo incomplete on {old} ({}): {}", undo_errors.join("; "), cause.message)
+        };
+        self.log(Level::Error, &msg);
+        ActionError::new(cause.status.max(500), msg)
+    }
+
+    /// Rejoins a returning old master `i` as a replica when it holds nothing the new master
+    /// lacks; otherwise leaves it read-only and reports its extra GTIDs.
+    pub async fn rejoin(&self, i: usize, record: &CrashRecord) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let Some(m) = st.master else { return Err(ActionError::new(409, "no master to rejoin")) };
+        let srv = st.servers[i].clone();
+        let Some(snap) = srv.snapshot.clone() else { return Err(ActionError::new(409, "server is down")) };
+        let mine = snap.gtid_binlog_pos.seq_in(record.domain).max(snap.gtid_current_pos.seq_in(record.domain));
+        let received = GtidPos::parse_lenient(&record.elected_io_gtid).seq_in(record.domain);
+        let new_master = st.servers[m].addr.clone();
+        let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
+        if mine > received {
+            let server_id = snap.gtid_binlog_pos.get(record.domain).map_or(snap.server_id, |g| g.server_id);
+            let extra = format!("{}-{server_id}-{}..{mine}", record.domain, received + 1);
+            // Never writable, never rejoined silently.
+            self.mutate(&mut c, "keep ahead old master read-only", sql::READ_ONLY_ON).await?;
+            c.close().await;
+            return Err(ActionError::new(
+                409,
+                format!(
+                    "Old master {} holds transactions the new master {new_master} never received ({extra}); left read-only, not rejoined (enable autorejoin-flashback or autorejoin-mysqldump, or resolve by hand)",
+                    srv.addr
+                ),
+            ));
+        }
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        if snap.semi_sync_master_enabled {
+            self.mutate(&mut c, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
+        }
+        c.close().await;
+        {
+            let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
+            self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+            c.close().await;
+        }
+        self.repoint(&cfg, &srv.addr, snap.flavor, &new_master).await?;
+        let msg = format!("Rejoined old master {} as a replica of {new_master} (position {mine} <= {received})", srv.addr);
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Sets up replication from scratch. WARNING (as documented): removes current replication
+    /// and resets every server's binary log.
+    pub async fn bootstrap(&self, topology: &str) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        if !matches!(topology, "master-slave" | "multi-master") {
+            return Err(ActionError::new(400, format!("Unsupported topology {topology}: use master-slave or multi-master")));
+        }
+        if let Some(down) = st.servers.iter().find(|s| !s.is_up()) {
+            return Err(ActionError::new(500, format!("Cannot bootstrap: {} is down", down.addr)));
+        }
+        let _busy = InFailover::enter(self.shared)?;
+        let master = cfg.prefered_master.first().and_then(|p| st.servers.iter().position(|s| s.addr == *p)).unwrap_or(0);
+        self.log(Level::Warn, &format!("Bootstrap {topology}: {} becomes master; replication and binary logs reset", st.servers[master].addr));
+        for s in &st.servers {
+            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let mut c = self.admin(&cfg, &s.addr, flavor).await?;
+            self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+            self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+            self.mutate(&mut c, "reset binary log", sql::RESET_MASTER).await?;
+            self.mutate(&mut c, "clear replica position", sql::CLEAR_SLAVE_POS).await?;
+            self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+            c.close().await;
+        }
+        let maddr = st.servers[master].addr.clone();
+        for (i, s) in st.servers.iter().enumerate() {
+            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            if i == master {
+                continue;
+            }
+            self.repoint(&cfg, &s.addr, flavor, &maddr).await?;
+        }
+        if topology == "multi-master" && st.servers.len() >= 2 {
+            let peer = if master == 0 { 1 } else { 0 };
+            let flavor = st.servers[master].snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let mut c = self.admin(&cfg, &maddr, flavor).await?;
+            let cm = Self::change_master_sql(&cfg, &st.servers[peer].addr);
+            self.mutate(&mut c, "change master to peer", &sql::change_master(flavor, &cm)).await?;
+            self.mutate(&mut c, "start replication", &sql::start_slave(&cfg.replication_source_name)).await?;
+            c.close().await;
+        }
+        let flavor = st.servers[master].snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+        let mut c = self.admin(&cfg, &maddr, flavor).await?;
+        self.mutate(&mut c, "open master for writes", sql::READ_ONLY_OFF).await?;
+        c.close().await;
+        self.shared.write().master = Some(master);
+        let msg = format!("Bootstrap {topology} done: master {maddr}");
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Removes every replication connection of every reachable server.
+    pub async fn cleanup(&self) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let _busy = InFailover::enter(self.shared)?;
+        for s in st.servers.iter().filter(|s| s.is_up()) {
+            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let mut c = self.admin(&cfg, &s.addr, flavor).await?;
+            self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+            self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+            c.close().await;
+        }
+        let msg = "Replication removed on every reachable server".to_string();
+        self.log(Level::Warn, &msg);
+        Ok(msg)
+    }
+
+    /// Resets the failover counter.
+    pub fn reset_failover_control(&self) -> String {
+        {
+            let mut st = self.shared.write();
+            st.failover_counter = 0;
+            st.log(Level::Info, "failover", "Failover counter reset");
+        }
+        self.persist();
+        "failover counter reset".to_string()
+    }
+
+    /// Toggles a server's maintenance flag.
+    pub fn toggle_maintenance(&self, server: &str) -> Result<String, ActionError> {
+        let msg = {
+            let mut st = self.shared.write();
+            let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+            st.servers[i].maintenance = !st.servers[i].maintenance;
+            let msg = format!("Server {} maintenance {}", st.servers[i].addr, if st.servers[i].maintenance { "on" } else { "off" });
+            st.log(Level::Info, "maintenance", &msg);
+            msg
+        };
+        self.persist();
+        Ok(msg)
+    }
+}

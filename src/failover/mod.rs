@@ -1,0 +1,5 @@
+//! Failover, switchover and rejoin: the pure planner, the crash records, and the executor.
+
+pub mod crash;
+pub mod executor;
+pub mod planner;
