@@ -150,6 +150,15 @@ pub const GTID_CURRENT_POS: &str = "SELECT @@gtid_current_pos";
 /// Makes a demoted master resume from what it already holds (its own binlog position).
 pub const SLAVE_POS_FROM_CURRENT: &str = "SET GLOBAL gtid_slave_pos = @@gtid_current_pos";
 
+/// Schemas copied by a reseed (system schemas excluded).
+pub const USER_SCHEMAS: &str = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+    WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
+
+/// Sets the replica GTID position.
+pub fn set_slave_pos(pos: &str) -> String {
+    format!("SET GLOBAL gtid_slave_pos = {}", quote(pos))
+}
+
 /// Clears the replica position (bootstrap of a fresh topology).
 pub const CLEAR_SLAVE_POS: &str = "SET GLOBAL gtid_slave_pos = ''";
 

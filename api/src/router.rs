@@ -12,7 +12,7 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
-use crate::backend::{Backend, Health, HealthCheck, Lookup, ServerRef};
+use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, Lookup, ServerRef};
 
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -55,6 +55,21 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
         .route("/api/clusters/{cluster}/topology/crashes", get(topo_crashes::<B>))
         .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
         .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
+        .route("/api/clusters/{cluster}/actions/switchover", get(switchover::<B>).post(switchover::<B>))
+        .route("/api/clusters/{cluster}/actions/failover", get(failover::<B>).post(failover::<B>))
+        .route(
+            "/api/clusters/{cluster}/actions/reset-failover-control",
+            get(reset_failover_control::<B>).post(reset_failover_control::<B>),
+        )
+        .route(
+            "/api/clusters/{cluster}/actions/replication/bootstrap/{topology}",
+            get(bootstrap::<B>).post(bootstrap::<B>),
+        )
+        .route("/api/clusters/{cluster}/actions/replication/cleanup", get(cleanup::<B>).post(cleanup::<B>))
+        .route(
+            "/api/clusters/{cluster}/servers/{server}/actions/maintenance",
+            get(maintenance::<B>).post(maintenance::<B>),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
 
     let mut public = Router::new()
@@ -271,4 +286,91 @@ async fn server_master_status<B: Backend>(State(st): St<B>, Path((c, s)): Path<(
 
 async fn server_all_slaves_status<B: Backend>(State(st): St<B>, Path((c, s)): Path<(String, String)>) -> Response {
     server_read(&st, &c, &s, |v| v.replications)
+}
+
+fn action_answer(r: ActionResult) -> Response {
+    match r {
+        Ok(msg) => text(StatusCode::OK, msg),
+        Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
+    }
+}
+
+/// `prefmaster` from the query string or an urlencoded form body (as the Go CLI sends it).
+fn prefmaster(query: Option<&str>, body: &[u8]) -> Option<String> {
+    let from = |s: &str| {
+        s.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == "prefmaster").then(|| percent_decode(v))
+        })
+    };
+    query.and_then(from).or_else(|| std::str::from_utf8(body).ok().and_then(from)).filter(|v| !v.is_empty())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            out.push(b' ');
+            i += 1;
+            continue;
+        }
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn switchover<B: Backend>(State(st): St<B>, Path(c): Path<String>, req: Request) -> Response {
+    let query = req.uri().query().map(str::to_string);
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.unwrap_or_default();
+    let prefmaster = prefmaster(query.as_deref(), &body);
+    tracing::info!(cluster = %c, ?prefmaster, "Rest API receive switchover request");
+    action_answer(st.backend.run_action(&c, Action::Switchover { prefmaster }).await)
+}
+
+async fn failover<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    tracing::info!(cluster = %c, "Rest API receive failover request");
+    action_answer(st.backend.run_action(&c, Action::Failover).await)
+}
+
+async fn reset_failover_control<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::ResetFailoverControl).await)
+}
+
+async fn bootstrap<B: Backend>(State(st): St<B>, Path((c, topology)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::Bootstrap { topology }).await)
+}
+
+async fn cleanup<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::ReplicationCleanup).await)
+}
+
+async fn maintenance<B: Backend>(State(st): St<B>, Path((c, server)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::ToggleMaintenance { server }).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefmaster_from_query_or_form() {
+        assert_eq!(prefmaster(Some("prefmaster=127.0.0.1%3A3311"), b""), Some("127.0.0.1:3311".to_string()));
+        assert_eq!(prefmaster(None, b"a=1&prefmaster=db2:3306"), Some("db2:3306".to_string()));
+        assert_eq!(prefmaster(Some("x=1"), b""), None);
+        assert_eq!(prefmaster(Some("prefmaster="), b""), None);
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 }

@@ -21,6 +21,8 @@ use crate::topology::ServerState;
 
 /// How long a promoted replica may take to apply its relay log before the failover gives up.
 pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a reseed by dump may take.
+pub const DUMP_DEADLINE: Duration = Duration::from_secs(1800);
 /// How long replicas may take to reach the locked master's position during a switchover.
 pub const SWITCHOVER_CATCHUP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -564,6 +566,14 @@ impl FailoverExecutor<'_> {
         if mine > received {
             let server_id = snap.gtid_binlog_pos.get(record.domain).map_or(snap.server_id, |g| g.server_id);
             let extra = format!("{}-{server_id}-{}..{mine}", record.domain, received + 1);
+            if cfg.autorejoin_mysqldump {
+                c.close().await;
+                self.log(
+                    Level::Warn,
+                    &format!("Old master {} is ahead ({extra}): reloading it from {new_master} with a dump (autorejoin-mysqldump)", srv.addr),
+                );
+                return self.reseed_by_dump(&cfg, &srv.addr, snap.flavor, &new_master).await;
+            }
             // Never writable, never rejoined silently.
             self.mutate(&mut c, "keep ahead old master read-only", sql::READ_ONLY_ON).await?;
             c.close().await;
@@ -587,6 +597,34 @@ impl FailoverExecutor<'_> {
         }
         self.repoint(&cfg, &srv.addr, snap.flavor, &new_master).await?;
         let msg = format!("Rejoined old master {} as a replica of {new_master} (position {mine} <= {received})", srv.addr);
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Reloads `addr` from a consistent dump of `master` and makes it a replica from the dump's
+    /// GTID position. Its own extra transactions are discarded (binary log reset).
+    pub async fn reseed_by_dump(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, master: &HostPort) -> Result<String, ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+        self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
+        let mut mc = self.admin(cfg, master, flavor).await?;
+        let dbs = mc.column(sql::USER_SCHEMAS).await?;
+        let fallback_pos = mc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
+        mc.close().await;
+        self.guard.check("load dump").await.map_err(|w| ActionError::new(503, w))?;
+        let pos = if dbs.is_empty() {
+            fallback_pos
+        } else {
+            crate::failover::dump::copy_databases(&cfg.db_credential, master, addr, &dbs, DUMP_DEADLINE)
+                .await
+                .map_err(|e| ActionError::new(500, format!("reseed of {addr} from {master} failed: {e:#}")))?
+        };
+        self.mutate(&mut c, "replica position from dump", &sql::set_slave_pos(&pos)).await?;
+        c.close().await;
+        self.repoint(cfg, addr, flavor, master).await?;
+        let msg = format!("Reloaded {addr} from {master} ({} databases) and replicating from GTID {pos}", dbs.len());
         self.log(Level::Info, &msg);
         Ok(msg)
     }

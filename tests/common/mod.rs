@@ -2,6 +2,8 @@
 //! test with its own ports, uid range, nft table and temp dir, stopped by PID on drop.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,103 @@
+//! Copy of databases from one server to another with `mariadb-dump | mariadb`, used to rebuild
+//! a server that cannot rejoin incrementally (`autorejoin-mysqldump`). The dump is a consistent
+//! snapshot (`--single-transaction`) whose GTID position is read from its header.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::config::{Credential, HostPort};
+
+/// The header of a `--gtid --master-data=2` dump is scanned for the position in its first bytes.
+const HEADER_SCAN_BYTES: usize = 1 << 20;
+
+/// Extracts `gtid_slave_pos='...'` from a dump header.
+pub fn gtid_from_header(header: &str) -> Option<String> {
+    let start = header.find("gtid_slave_pos='")? + "gtid_slave_pos='".len();
+    let end = header[start..].find('\'')?;
+    Some(header[start..start + end].to_string())
+}
+
+fn client(bin: &str, cred: &Credential, addr: &HostPort) -> Command {
+    let mut c = Command::new(bin);
+    c.arg(format!("--host={}", addr.host))
+        .arg(format!("--port={}", addr.port))
+        .arg(format!("--user={}", cred.user))
+        .arg("--protocol=tcp")
+        // The password goes through the environment, never the command line.
+        .env("MYSQL_PWD", &cred.password)
+        .kill_on_drop(true);
+    c
+}
+
+/// Dumps `dbs` from `from` and loads them into `to` without writing `to`'s binary log.
+/// Returns the GTID position of the snapshot.
+pub async fn copy_databases(
+    cred: &Credential,
+    from: &HostPort,
+    to: &HostPort,
+    dbs: &[String],
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    tokio::time::timeout(deadline, copy(cred, from, to, dbs))
+        .await
+        .with_context(|| format!("dump of {from} into {to} did not finish within {deadline:?}"))?
+}
+
+async fn copy(cred: &Credential, from: &HostPort, to: &HostPort, dbs: &[String]) -> anyhow::Result<String> {
+    let mut dump = client("mariadb-dump", cred, from)
+        .args(["--single-transaction", "--gtid", "--master-data=2", "--routines", "--events", "--triggers"])
+        .args(["--add-drop-database", "--databases"])
+        .args(dbs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mariadb-dump")?;
+    let mut load = client("mariadb", cred, to)
+        .arg("--batch")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mariadb client")?;
+    let mut out = dump.stdout.take().context("mariadb-dump stdout")?;
+    let mut input = load.stdin.take().context("mariadb stdin")?;
+    input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
+    let mut header = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = out.read(&mut buf).await.context("reading the dump")?;
+        if n == 0 {
+            break;
+        }
+        if header.len() < HEADER_SCAN_BYTES {
+            header.extend_from_slice(&buf[..n.min(HEADER_SCAN_BYTES - header.len())]);
+        }
+        input.write_all(&buf[..n]).await.context("loading the dump")?;
+    }
+    drop(input);
+    let dump_out = dump.wait_with_output().await.context("waiting for mariadb-dump")?;
+    let load_out = load.wait_with_output().await.context("waiting for mariadb")?;
+    if !dump_out.status.success() {
+        bail!("mariadb-dump failed ({}): {}", dump_out.status, String::from_utf8_lossy(&dump_out.stderr).trim());
+    }
+    if !load_out.status.success() {
+        bail!("loading into {to} failed ({}): {}", load_out.status, String::from_utf8_lossy(&load_out.stderr).trim());
+    }
+    gtid_from_header(&String::from_utf8_lossy(&header)).context("the dump header has no gtid_slave_pos")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_position() {
+        let h = "-- MariaDB dump\n-- Preferably use GTID to start replication from GTID position:\n\n-- SET GLOBAL gtid_slave_pos='0-2-15,1-1-3';\n";
+        assert_eq!(gtid_from_header(h).as_deref(), Some("0-2-15,1-1-3"));
+        assert_eq!(gtid_from_header("nothing"), None);
+    }
+}

@@ -1,0 +1,401 @@
+//! End-to-end failover, switchover, detection, constraints and rejoin with real mariadbd
+//! processes under write load and the real manager binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::load::{create_table, ids_on, WritableSampler, WriteLoad};
+use common::*;
+use serde_json::Value;
+
+const CLUSTER: &str = "c1";
+
+/// A sandbox of `n` replicating servers with a table for the write load, and a manager.
+struct Lab {
+    sb: Sandbox,
+    m: Manager,
+    token: String,
+    dir: std::path::PathBuf,
+}
+
+impl Lab {
+    async fn start(n: u16, extra_keys: &[(&'static str, &str)]) -> Lab {
+        let sb = Sandbox::start(n, true);
+        create_table(&sb, 1);
+        let slot = slot();
+        let dir = temp_dir("fo", slot);
+        let port = free_ports(slot + 500, 1);
+        let mut keys = cluster_keys(&sb);
+        keys.push(("failover-falsepositive-ping-counter", "3".to_string()));
+        keys.push(("failover-mode", "automatic".to_string()));
+        keys.push(("failover-limit", "0".to_string()));
+        for (k, v) in extra_keys {
+            keys.retain(|(kk, _)| kk != k);
+            keys.push((k, v.to_string()));
+        }
+        write_config(&dir, &default_keys(&dir, port), CLUSTER, &keys);
+        let m = Manager::start(&dir, port, &[]).await;
+        let token = m.token().await;
+        let lab = Lab { sb, m, token, dir };
+        let first = lab.sb.addr(1);
+        assert!(
+            wait_until(Duration::from_secs(15), || async { lab.master_url().await.as_deref() == Some(first.as_str()) && lab.all_replicating(&first, None).await }).await,
+            "initial topology not discovered: {}",
+            lab.servers().await
+        );
+        lab
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        (1..=self.sb.count).map(|i| self.sb.port(i)).collect()
+    }
+
+    fn index_of(&self, addr: &str) -> u16 {
+        (1..=self.sb.count).find(|i| self.sb.addr(*i) == addr).unwrap_or_else(|| panic!("{addr} not in sandbox"))
+    }
+
+    async fn servers(&self) -> Value {
+        self.m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &self.token).await
+    }
+
+    async fn cluster(&self) -> Value {
+        self.m.get_json(&format!("/api/clusters/{CLUSTER}"), &self.token).await
+    }
+
+    async fn master_url(&self) -> Option<String> {
+        let m = self.m.get_json(&format!("/api/clusters/{CLUSTER}/topology/master"), &self.token).await;
+        let ok = m["state"] == "Master";
+        m["url"].as_str().filter(|_| ok).map(str::to_string)
+    }
+
+    async fn alerts(&self) -> String {
+        self.m.get_json(&format!("/api/clusters/{CLUSTER}/topology/alerts"), &self.token).await.to_string()
+    }
+
+    /// Every server but `except` is a running replica of `master`.
+    async fn all_replicating(&self, master: &str, except: Option<&str>) -> bool {
+        let port = master.rsplit(':').next().unwrap_or("").to_string();
+        let s = self.servers().await;
+        s.as_array().unwrap().iter().all(|srv| {
+            let url = srv["url"].as_str().unwrap_or("");
+            url == master
+                || except == Some(url)
+                || (srv["state"] == "Slave" && srv["replications"][0]["masterPort"]["String"] == port.as_str())
+        })
+    }
+
+    async fn wait_new_master(&self, old: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(u) = self.master_url().await.filter(|u| u != old) {
+                let (st, _) = self.m.get(&format!("/api/clusters/{CLUSTER}/servers/{u}/is-master"), None).await;
+                if st == 200 {
+                    return u;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no new master after {old} failed: {}\n{}", self.servers().await, self.m.log_text());
+    }
+
+    async fn action(&self, path: &str) -> (u16, String) {
+        self.m.get(&format!("/api/clusters/{CLUSTER}/actions/{path}"), Some(&self.token)).await
+    }
+
+    async fn crashes(&self) -> Vec<Value> {
+        self.m.get_json(&format!("/api/clusters/{CLUSTER}/topology/crashes"), &self.token).await.as_array().unwrap().clone()
+    }
+
+    fn finish(self) {
+        let dir = self.dir.clone();
+        drop(self);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn assert_no_loss(acked: &[u64], present: &BTreeSet<u64>, context: &str) {
+    let missing: Vec<u64> = acked.iter().filter(|id| !present.contains(id)).copied().collect();
+    assert!(missing.is_empty(), "{context}: {} acknowledged writes missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+}
+
+/// 1. SIGKILL the master of a semi-sync cluster under write load, several rounds: a new master
+/// is writable, the other replica follows, no acknowledged row is lost, and the old master
+/// comes back as a replica (reloaded by dump if it held unacknowledged transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failover_under_semisync_load_loses_no_acknowledged_write() {
+    let lab = Lab::start(3, &[("autorejoin-mysqldump", "true")]).await;
+    let rounds = 3;
+    let mut all_acked: Vec<u64> = Vec::new();
+    for round in 0..rounds {
+        let old = lab.master_url().await.expect("a master");
+        let old_i = lab.index_of(&old);
+        let load = WriteLoad::start(lab.ports(), (round as u64 + 1) * 1_000_000);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        lab.sb.run(&["kill", &old_i.to_string()]);
+        let new = lab.wait_new_master(&old, Duration::from_secs(30)).await;
+        let new_i = lab.index_of(&new);
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.all_replicating(&new, Some(old.as_str()))).await,
+            "round {round}: replicas do not follow {new}: {}",
+            lab.servers().await
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let report = load.stop().await;
+        assert!(!report.acked.is_empty(), "round {round}: no write acknowledged");
+        let after: u64 = lab.sb.sql(new_i, &format!("SELECT COUNT(*) FROM app.t WHERE port = {}", lab.sb.port(new_i))).parse().unwrap();
+        assert!(after > 0, "round {round}: writes did not resume on the new master");
+        all_acked.extend(&report.acked);
+        assert_no_loss(&all_acked, &ids_on(&lab.sb, new_i), &format!("round {round} new master {new}"));
+
+        // The old master returns and is rejoined as a replica of the new one.
+        lab.sb.run(&["start-one", &old_i.to_string()]);
+        assert!(
+            wait_until(Duration::from_secs(60), || lab.all_replicating(&new, None)).await,
+            "round {round}: old master {old} not rejoined: {}\n{}",
+            lab.servers().await,
+            lab.alerts().await
+        );
+        let acked = all_acked.clone();
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                let present = ids_on(&lab.sb, old_i);
+                let ok = acked.iter().all(|id| present.contains(id));
+                async move { ok }
+            })
+            .await,
+            "round {round}: rejoined old master misses acknowledged rows"
+        );
+    }
+    let c = lab.cluster().await;
+    assert_eq!(c["failoverCounter"], rounds);
+    let crashes = lab.crashes().await;
+    assert_eq!(crashes.len(), rounds as usize);
+    for cr in &crashes {
+        assert_eq!(cr["Switchover"], false);
+        assert!(!cr["ElectedMasterURL"].as_str().unwrap().is_empty());
+        assert!(cr["FailoverIOGtid"].is_array(), "{cr}");
+        assert!(cr["Details"]["old_master_gtid"].as_str().is_some_and(|g| !g.is_empty()), "{cr}");
+    }
+    lab.finish();
+}
+
+/// 2. Switchover under write load: at most one writable server at every 50 ms sample, no
+/// acknowledged write lost, the old master replicates from the new one; then back with prefmaster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switchover_under_load_keeps_one_writable_master() {
+    let lab = Lab::start(3, &[("switchover-wait-kill", "500")]).await;
+    let first = lab.sb.addr(1);
+    let sampler = WritableSampler::start(lab.ports());
+    let load = WriteLoad::start(lab.ports(), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let (st, body) = lab.action("switchover").await;
+    assert_eq!(st, 200, "switchover: {body}\n{}", lab.m.log_text());
+    let new = lab.wait_new_master(&first, Duration::from_secs(15)).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.all_replicating(&new, None)).await,
+        "old master is not a replica of {new}: {}",
+        lab.servers().await
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // Back to the first server, by name.
+    let (st, body) = lab.action(&format!("switchover?prefmaster={first}")).await;
+    assert_eq!(st, 200, "switchover back: {body}");
+    lab.wait_new_master(&new, Duration::from_secs(15)).await;
+    assert_eq!(lab.master_url().await.as_deref(), Some(first.as_str()));
+    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&first, None)).await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let report = load.stop().await;
+    let (samples, violations) = sampler.stop().await;
+    assert!(samples > 20, "too few samples: {samples}");
+    assert!(violations.is_empty(), "more than one writable server in {} of {samples} samples: {:?}", violations.len(), violations);
+    assert!(report.acked.len() > 50, "write load too small: {report:?}");
+    for i in 1..=3 {
+        assert_no_loss(&report.acked, &ids_on(&lab.sb, i), &format!("server {i}"));
+    }
+    let crashes = lab.crashes().await;
+    assert_eq!(crashes.len(), 2);
+    assert!(crashes.iter().all(|c| c["Switchover"] == true));
+    assert_eq!(lab.cluster().await["failoverCounter"], 0, "switchover does not count as failover");
+
+    // A switchover to a server that is not a replica is refused with a reason, nothing changes.
+    let (st, body) = lab.action("switchover?prefmaster=127.0.0.1:1").await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(lab.master_url().await.as_deref(), Some(first.as_str()));
+    lab.finish();
+}
+
+/// 3a. A master frozen for less than the detection window causes no failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_freeze_of_the_master_causes_no_failover() {
+    let lab = Lab::start(3, &[("failover-falsepositive-ping-counter", "6")]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["freeze", "1"]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    lab.sb.run(&["thaw", "1"]);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(lab.master_url().await.as_deref(), Some(first.as_str()));
+    assert!(lab.crashes().await.is_empty());
+    assert_eq!(lab.cluster().await["failoverCounter"], 0);
+    let logs = lab.m.get_json(&format!("/api/clusters/{CLUSTER}/topology/logs"), &lab.token).await.to_string();
+    assert!(logs.contains("changed to: Suspect"), "the freeze was seen: {logs}");
+    lab.finish();
+}
+
+/// 3b. The manager loses its path to the master while the replicas still replicate: the master
+/// is Failed for the manager, but no failover runs and the refusal is in the alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_partitioned_from_master_does_not_fail_over() {
+    let lab = Lab::start(3, &[]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["partition", "1"]);
+    let failed = wait_until(Duration::from_secs(20), || async {
+        server_by_url(&lab.servers().await, &first)["state"] == "Failed"
+    })
+    .await;
+    assert!(failed, "master not Failed for the manager: {}", lab.servers().await);
+    // Keep it that way well past the detection window (heartbeats every 5 s).
+    let mut blocked_seen = false;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        blocked_seen |= lab.alerts().await.contains("ERR00028");
+        assert!(lab.crashes().await.is_empty(), "failed over while replicas still hear the master");
+    }
+    assert!(blocked_seen, "no ERR00028 alert: {}", lab.alerts().await);
+    lab.sb.run(&["heal", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || async { lab.master_url().await.as_deref() == Some(first.as_str()) }).await,
+        "master not back after heal: {}",
+        lab.servers().await
+    );
+    assert_eq!(lab.cluster().await["failoverCounter"], 0);
+    lab.finish();
+}
+
+/// 4a. failover-limit blocks a second failover until the counter is reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_limit_blocks_until_reset() {
+    let lab = Lab::start(3, &[("failover-limit", "1")]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let second = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&second, Some(first.as_str()))).await);
+    lab.sb.run(&["kill", &lab.index_of(&second).to_string()]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00027") }).await,
+        "no failover-limit alert: {}",
+        lab.alerts().await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lab.crashes().await.len(), 1, "a second failover ran despite failover-limit");
+    let (st, body) = lab.action("reset-failover-control").await;
+    assert_eq!(st, 200, "{body}");
+    let third = lab.wait_new_master(&second, Duration::from_secs(30)).await;
+    assert_ne!(third, first);
+    assert_eq!(lab.crashes().await.len(), 2);
+    lab.finish();
+}
+
+/// 4b. failover-time-limit blocks a second failover soon after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_time_limit_blocks_a_second_failover() {
+    let lab = Lab::start(3, &[("failover-time-limit", "3600")]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let second = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&second, Some(first.as_str()))).await);
+    lab.sb.run(&["kill", &lab.index_of(&second).to_string()]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00029") }).await,
+        "no time-limit alert: {}",
+        lab.alerts().await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lab.crashes().await.len(), 1);
+    lab.finish();
+}
+
+/// 4c. failover-mode=manual never fails over by itself, but the API action does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_mode_waits_for_the_api() {
+    let lab = Lab::start(3, &[("failover-mode", "manual")]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00002") }).await,
+        "no manual-mode alert: {}",
+        lab.alerts().await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(lab.crashes().await.is_empty());
+    let (st, body) = lab.action("failover").await;
+    assert_eq!(st, 200, "{body}");
+    let new = lab.wait_new_master(&first, Duration::from_secs(10)).await;
+    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&new, Some(first.as_str()))).await);
+    assert_eq!(lab.crashes().await.len(), 1);
+    lab.finish();
+}
+
+/// 4d. A replica lagging beyond failover-max-slave-delay is not elected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_is_not_elected() {
+    let lab = Lab::start(3, &[("failover-max-slave-delay", "2")]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.sql(2, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3600; START SLAVE");
+    for i in 0..40 {
+        lab.sb.sql(1, &format!("INSERT INTO app.t (id, port) VALUES ({}, 0)", 900_000 + i));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = lab.sb.addr(2);
+    assert!(
+        wait_until(Duration::from_secs(15), || async { server_by_url(&lab.servers().await, &late)["state"] == "SlaveLate" }).await,
+        "replica 2 not SlaveLate: {}",
+        lab.servers().await
+    );
+    lab.sb.run(&["kill", "1"]);
+    let new = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    assert_eq!(new, lab.sb.addr(3), "the lagging replica must not be elected");
+    lab.finish();
+}
+
+/// 5. An old master that holds transactions nobody received is not rejoined: it stays
+/// read-only and the alert lists its extra GTIDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_ahead_is_quarantined() {
+    let lab = Lab::start(3, &[]).await;
+    let first = lab.sb.addr(1);
+    lab.sb.sql(2, "STOP SLAVE IO_THREAD");
+    lab.sb.sql(3, "STOP SLAVE IO_THREAD");
+    // Semi-sync times out (1 s) and the commit lands on the master only.
+    lab.sb.sql(1, "INSERT INTO app.t (id, port) VALUES (777777, 0)");
+    let pos = lab.sb.sql(1, "SELECT @@gtid_binlog_pos");
+    lab.sb.run(&["kill", "1"]);
+    let new = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    let crashes = lab.crashes().await;
+    assert_eq!(crashes.len(), 1);
+    let at_risk = crashes[0]["Details"]["gtids_at_risk"].to_string();
+    let seq = pos.rsplit('-').next().unwrap().trim().to_string();
+    assert!(at_risk.contains(&seq), "crash record does not list the GTID at risk {pos}: {at_risk}");
+
+    lab.sb.run(&["start-one", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00070") }).await,
+        "no quarantine alert: {}\n{}",
+        lab.alerts().await,
+        lab.m.log_text()
+    );
+    let alerts = lab.alerts().await;
+    assert!(alerts.contains(&format!("..{seq}")), "alert does not list the extra GTIDs ({pos}): {alerts}");
+    let srv = server_by_url(&lab.servers().await, &first).clone();
+    assert_eq!(srv["state"], "StandAlone");
+    assert_eq!(srv["isReadOnly"], true);
+    assert!(srv["replicationHealth"].as_str().unwrap().starts_with("Quarantined"), "{srv}");
+    assert_eq!(lab.sb.sql(1, "SELECT @@read_only"), "1");
+    assert_eq!(lab.master_url().await.as_deref(), Some(new.as_str()));
+    lab.finish();
+}
