@@ -61,6 +61,9 @@ pub struct ServerRuntime {
     pub hear_changed_at: Option<Instant>,
     /// IO thread running and evidence changed recently.
     pub hearing: bool,
+    /// The last known `Seconds_Behind_Master` (kept when it turns NULL, e.g. after the master
+    /// died, so a lagging replica stays known as lagging).
+    pub last_delay: Option<u64>,
 }
 
 impl ServerRuntime {
@@ -119,6 +122,7 @@ impl ClusterState {
                 hear_evidence: None,
                 hear_changed_at: None,
                 hearing: false,
+                last_delay: None,
             })
             .collect();
         ClusterState {
@@ -286,8 +290,14 @@ impl ClusterState {
                 srv.hear_evidence = None;
                 srv.hear_changed_at = None;
                 srv.hearing = false;
+                if res.is_ok() {
+                    srv.last_delay = None;
+                }
                 continue;
             };
+            if r.seconds_behind_master.is_some() {
+                srv.last_delay = r.seconds_behind_master;
+            }
             let evidence = (
                 r.slave_received_heartbeats,
                 r.gtid_io_pos.clone(),

@@ -49,6 +49,8 @@ pub struct ReplicationStatus {
     /// `Yes` or `No`.
     pub sql_running: String,
     pub seconds_behind_master: Option<u64>,
+    /// `SQL_Delay`: the configured `MASTER_DELAY` in seconds.
+    pub sql_delay: u64,
     pub master_log_file: String,
     pub read_master_log_pos: String,
     pub relay_master_log_file: String,
@@ -331,6 +333,7 @@ fn replication_from_row(r: &Row) -> ReplicationStatus {
         io_running: s("Slave_IO_Running"),
         sql_running: s("Slave_SQL_Running"),
         seconds_behind_master: num("Seconds_Behind_Master"),
+        sql_delay: num("SQL_Delay").unwrap_or(0),
         master_log_file: s("Master_Log_File"),
         read_master_log_pos: s("Read_Master_Log_Pos"),
         relay_master_log_file: s("Relay_Master_Log_File"),

@@ -162,9 +162,10 @@ pub fn set_slave_pos(pos: &str) -> String {
 /// Clears the replica position (bootstrap of a fresh topology).
 pub const CLEAR_SLAVE_POS: &str = "SET GLOBAL gtid_slave_pos = ''";
 
-/// Waits until this server has applied `pos`; returns 0 when reached, -1 on timeout.
+/// Waits until this server has applied `pos`; returns 0 when reached, -1 on timeout. The
+/// session's `max_statement_time` is lifted for this statement: the wait has its own bound.
 pub fn master_gtid_wait(pos: &str, timeout_secs: u64) -> String {
-    format!("SELECT MASTER_GTID_WAIT({}, {})", quote(pos), timeout_secs.max(1))
+    format!("SET STATEMENT max_statement_time = 0 FOR SELECT MASTER_GTID_WAIT({}, {})", quote(pos), timeout_secs.max(1))
 }
 
 /// Sets the session's wait for metadata locks (FTWRL) in seconds.

@@ -102,7 +102,8 @@ pub fn candidates(st: &ClusterState, m: usize, domain: u32, requested: Option<us
                 sql_running: repl.is_some_and(|r| r.sql_running.eq_ignore_ascii_case("yes")),
                 received_seq: repl.map_or(0, |r| GtidPos::parse_lenient(&r.gtid_io_pos).seq_in(domain)),
                 applied_seq: snap.map_or(0, |sn| sn.gtid_current_pos.seq_in(domain).max(sn.gtid_slave_pos.seq_in(domain))),
-                seconds_behind: repl.and_then(|r| r.seconds_behind_master),
+                seconds_behind: repl.and_then(|r| r.seconds_behind_master).or(s.last_delay),
+                configured_delay: repl.map_or(0, |r| r.sql_delay),
                 semi_sync_in_sync: snap.is_some_and(|sn| sn.semi_sync_slave_status),
                 maintenance: s.maintenance,
                 ignored: s.ignored,
@@ -426,17 +427,18 @@ impl FailoverExecutor<'_> {
         candc.close().await;
         self.log(Level::Info, &format!("New master {} is writable", cand.addr));
 
-        // 3. The old master becomes a replica of the new one (its lock released first, so the
-        //    replication SQL thread is not blocked by it).
+        // 3. The old master becomes a replica of the new one.
         let cm = Self::change_master_sql(&cfg, &cand.addr);
         let demote = async {
+            // read_only stays on: releasing the lock lets no application write in, and
+            // replication statements cannot run while this session holds it.
+            self.mutate(&mut oldc, "release lock", sql::UNLOCK_TABLES).await?;
             if old_snap.semi_sync_master_enabled {
                 self.mutate(&mut oldc, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
             }
             self.mutate(&mut oldc, "stop replication", &sql::stop_slave(&cfg.replication_source_name)).await?;
             self.mutate(&mut oldc, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
             self.mutate(&mut oldc, "change master", &sql::change_master(old_snap.flavor, &cm)).await?;
-            self.mutate(&mut oldc, "release lock", sql::UNLOCK_TABLES).await?;
             self.mutate(&mut oldc, "start replication", &sql::start_slave(&cfg.replication_source_name)).await
         };
         let demoted = demote.await;

@@ -27,8 +27,10 @@ pub struct Candidate {
     pub received_seq: u64,
     /// Transactions applied in the master's domain (`gtid_slave_pos` / `gtid_current_pos`).
     pub applied_seq: u64,
-    /// `Seconds_Behind_Master` (None when a thread is stopped).
+    /// `Seconds_Behind_Master`, or its last known value when a thread is stopped.
     pub seconds_behind: Option<u64>,
+    /// `MASTER_DELAY` configured on the replica (seconds).
+    pub configured_delay: u64,
     /// `Rpl_semi_sync_slave_status` at the last probe.
     pub semi_sync_in_sync: bool,
     pub maintenance: bool,
@@ -90,6 +92,12 @@ pub fn not_electable(c: &Candidate, rules: &ElectionRules, kind: ElectionKind) -
         }
         if rules.max_slave_delay >= 0 {
             let limit = rules.max_slave_delay.unsigned_abs();
+            if c.configured_delay > limit {
+                return Some((
+                    "ERR00041",
+                    format!("{} is a delayed replica (MASTER_DELAY {} s > failover-max-slave-delay {limit} s)", c.name, c.configured_delay),
+                ));
+            }
             match c.seconds_behind {
                 Some(d) if d > limit => {
                     return Some((
@@ -306,6 +314,7 @@ mod tests {
             received_seq: received,
             applied_seq: received,
             seconds_behind: Some(0),
+            configured_delay: 0,
             semi_sync_in_sync: true,
             maintenance: false,
             ignored: false,
@@ -341,6 +350,8 @@ mod tests {
         no_binlog.log_bin = false;
         let mut other_source = cand(1, 20);
         other_source.replicates_from_master = false;
+        let mut delayed = cand(1, 10);
+        delayed.configured_delay = 3600;
         let mut received_more = cand(2, 8);
         received_more.received_seq = 12;
 
@@ -351,6 +362,7 @@ mod tests {
             ("tie: preferred first", vec![cand(1, 10), pref.clone()], Ok(2)),
             ("preferred but behind loses", vec![cand(1, 11), pref.clone()], Ok(1)),
             ("lagging tie partner is passed over", vec![cand(1, 10), lagging.clone()], Ok(1)),
+            ("delayed replica (MASTER_DELAY) is passed over", vec![delayed.clone(), cand(2, 10)], Ok(2)),
             ("most advanced lagging: refuse", vec![cand(1, 9), lagging.clone()], Err("ERR00041")),
             ("ignored at the top: refuse", vec![ignored.clone(), cand(2, 9)], Err("ERR00037")),
             ("ignored tie partner: other wins", vec![ignored.clone(), cand(2, 10)], Ok(2)),
