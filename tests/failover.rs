@@ -169,6 +169,9 @@ async fn failover_under_semisync_load_loses_no_acknowledged_write() {
             "round {round}: rejoined old master misses acknowledged rows"
         );
     }
+    for line in lab.m.log_text().lines().filter(|l| l.contains("Rejoined") || l.contains("Reloaded") || l.contains("Master switch")) {
+        eprintln!("manager: {line}");
+    }
     let c = lab.cluster().await;
     assert_eq!(c["failoverCounter"], rounds);
     let crashes = lab.crashes().await;
@@ -363,11 +366,9 @@ async fn lagging_replica_is_not_elected() {
     lab.finish();
 }
 
-/// 5. An old master that holds transactions nobody received is not rejoined: it stays
-/// read-only and the alert lists its extra GTIDs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn old_master_ahead_is_quarantined() {
-    let lab = Lab::start(3, &[]).await;
+/// Leaves the old master (instance 1) with one transaction no replica received, kills it and
+/// waits for the failover. Returns (new master, the extra GTID's sequence number).
+async fn make_old_master_ahead(lab: &Lab) -> (String, String) {
     let first = lab.sb.addr(1);
     lab.sb.sql(2, "STOP SLAVE IO_THREAD");
     lab.sb.sql(3, "STOP SLAVE IO_THREAD");
@@ -381,7 +382,16 @@ async fn old_master_ahead_is_quarantined() {
     let at_risk = crashes[0]["Details"]["gtids_at_risk"].to_string();
     let seq = pos.rsplit('-').next().unwrap().trim().to_string();
     assert!(at_risk.contains(&seq), "crash record does not list the GTID at risk {pos}: {at_risk}");
+    (new, seq)
+}
 
+/// 5a. An old master that holds transactions nobody received is not rejoined: it stays
+/// read-only and the alert lists its extra GTIDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_ahead_is_quarantined() {
+    let lab = Lab::start(3, &[]).await;
+    let first = lab.sb.addr(1);
+    let (new, seq) = make_old_master_ahead(&lab).await;
     lab.sb.run(&["start-one", "1"]);
     assert!(
         wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00070") }).await,
@@ -390,7 +400,7 @@ async fn old_master_ahead_is_quarantined() {
         lab.m.log_text()
     );
     let alerts = lab.alerts().await;
-    assert!(alerts.contains(&format!("..{seq}")), "alert does not list the extra GTIDs ({pos}): {alerts}");
+    assert!(alerts.contains(&format!("..{seq}")), "alert does not list the extra GTIDs (..{seq}): {alerts}");
     let srv = server_by_url(&lab.servers().await, &first).clone();
     assert_eq!(srv["state"], "StandAlone");
     assert_eq!(srv["isReadOnly"], true);
@@ -398,4 +408,43 @@ async fn old_master_ahead_is_quarantined() {
     assert_eq!(lab.sb.sql(1, "SELECT @@read_only"), "1");
     assert_eq!(lab.master_url().await.as_deref(), Some(new.as_str()));
     lab.finish();
+}
+
+/// 5b/5c. With autorejoin-flashback or autorejoin-mysqldump the old master that is ahead loses
+/// its extra transaction and rejoins as a replica with everything the new master has.
+async fn old_master_ahead_rejoins_with(key: &'static str) {
+    let lab = Lab::start(3, &[(key, "true")]).await;
+    let (new, _) = make_old_master_ahead(&lab).await;
+    let new_i = lab.index_of(&new);
+    lab.sb.sql(new_i, "INSERT INTO app.t (id, port) VALUES (888888, 0)");
+    lab.sb.run(&["start-one", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || lab.all_replicating(&new, None)).await,
+        "old master not rejoined with {key}: {}\n{}\n{}",
+        lab.servers().await,
+        lab.alerts().await,
+        lab.m.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let ids = ids_on(&lab.sb, 1);
+            async move { ids.contains(&888_888) }
+        })
+        .await,
+        "rejoined server does not receive the new master's writes"
+    );
+    let ids = ids_on(&lab.sb, 1);
+    assert!(!ids.contains(&777_777), "the unacknowledged extra transaction survived {key}");
+    assert_eq!(ids, ids_on(&lab.sb, new_i as u16), "rejoined server differs from the new master");
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_ahead_rejoins_with_flashback() {
+    old_master_ahead_rejoins_with("autorejoin-flashback").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_master_ahead_rejoins_with_mysqldump() {
+    old_master_ahead_rejoins_with("autorejoin-mysqldump").await;
 }

@@ -90,6 +90,47 @@ async fn copy(cred: &Credential, from: &HostPort, to: &HostPort, dbs: &[String])
     gtid_from_header(&String::from_utf8_lossy(&header)).context("the dump header has no gtid_slave_pos")
 }
 
+/// Undoes the transactions `server` wrote after `file:pos` (its own binary log, read remotely)
+/// by applying `mariadb-binlog --flashback` output to it without binary logging.
+pub async fn flashback(cred: &Credential, server: &HostPort, file: &str, pos: &str, deadline: Duration) -> anyhow::Result<()> {
+    tokio::time::timeout(deadline, flashback_inner(cred, server, file, pos))
+        .await
+        .with_context(|| format!("flashback of {server} did not finish within {deadline:?}"))?
+}
+
+async fn flashback_inner(cred: &Credential, server: &HostPort, file: &str, pos: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!file.is_empty() && pos.parse::<u64>().is_ok(), "no binlog coordinates to flash back from ({file}:{pos})");
+    let mut reader = client("mariadb-binlog", cred, server)
+        .args(["--read-from-remote-server", "--flashback", "--to-last-log"])
+        .arg(format!("--start-position={pos}"))
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mariadb-binlog")?;
+    let mut load = client("mariadb", cred, server)
+        .arg("--batch")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting mariadb client")?;
+    let mut out = reader.stdout.take().context("mariadb-binlog stdout")?;
+    let mut input = load.stdin.take().context("mariadb stdin")?;
+    input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
+    tokio::io::copy(&mut out, &mut input).await.context("applying the flashback")?;
+    drop(input);
+    let r = reader.wait_with_output().await.context("waiting for mariadb-binlog")?;
+    let l = load.wait_with_output().await.context("waiting for mariadb")?;
+    if !r.status.success() {
+        bail!("mariadb-binlog --flashback failed ({}): {}", r.status, String::from_utf8_lossy(&r.stderr).trim());
+    }
+    if !l.status.success() {
+        bail!("applying the flashback to {server} failed ({}): {}", l.status, String::from_utf8_lossy(&l.stderr).trim());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

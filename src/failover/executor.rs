@@ -568,6 +568,21 @@ impl FailoverExecutor<'_> {
         if mine > received {
             let server_id = snap.gtid_binlog_pos.get(record.domain).map_or(snap.server_id, |g| g.server_id);
             let extra = format!("{}-{server_id}-{}..{mine}", record.domain, received + 1);
+            if cfg.autorejoin_flashback {
+                c.close().await;
+                self.log(
+                    Level::Warn,
+                    &format!("Old master {} is ahead ({extra}): rolling its extra transactions back (autorejoin-flashback)", srv.addr),
+                );
+                match self.rejoin_by_flashback(&cfg, &srv.addr, snap.flavor, &new_master, record).await {
+                    Ok(msg) => return Ok(msg),
+                    Err(e) if cfg.autorejoin_mysqldump => {
+                        self.log(Level::Error, &format!("Flashback of {} failed, trying a dump: {}", srv.addr, e.message));
+                    }
+                    Err(e) => return Err(e),
+                }
+                return self.reseed_by_dump(&cfg, &srv.addr, snap.flavor, &new_master).await;
+            }
             if cfg.autorejoin_mysqldump {
                 c.close().await;
                 self.log(
@@ -627,6 +642,35 @@ impl FailoverExecutor<'_> {
         c.close().await;
         self.repoint(cfg, addr, flavor, master).await?;
         let msg = format!("Reloaded {addr} from {master} ({} databases) and replicating from GTID {pos}", dbs.len());
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Rolls back the transactions `addr` wrote after the position the new master received
+    /// (crash record), then makes it a replica from that position.
+    async fn rejoin_by_flashback(
+        &self,
+        cfg: &ClusterConfig,
+        addr: &HostPort,
+        flavor: Flavor,
+        master: &HostPort,
+        record: &CrashRecord,
+    ) -> Result<String, ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+        self.guard.check("flashback").await.map_err(|w| ActionError::new(503, w))?;
+        crate::failover::dump::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE)
+            .await
+            .map_err(|e| ActionError::new(500, format!("flashback of {addr} failed: {e:#}")))?;
+        // Its binary log still holds the rolled-back GTIDs: discard it, or replicating the new
+        // master's transactions would break GTID strict ordering.
+        self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
+        self.mutate(&mut c, "replica position from crash record", &sql::set_slave_pos(&record.elected_io_gtid)).await?;
+        c.close().await;
+        self.repoint(cfg, addr, flavor, master).await?;
+        let msg = format!("Rolled back {addr} to {} with flashback and rejoined it to {master}", record.elected_io_gtid);
         self.log(Level::Info, &msg);
         Ok(msg)
     }
