@@ -73,10 +73,6 @@ impl ClusterLog {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     pub fn written(&self) -> u64 {
         self.written
     }

@@ -287,8 +287,6 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The files this configuration was read from (for `settings/reload`).
     pub source: Option<PathBuf>,
-    /// The `--key=value` overrides that were applied.
-    pub overrides: Vec<(String, String)>,
 }
 
 impl Config {
@@ -372,10 +370,11 @@ impl Config {
             clusters.push(ClusterConfig::from_map(&name, &merged)?);
         }
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Config { server, clusters, warnings, source: None, overrides: overrides.to_vec() })
+        Ok(Config { server, clusters, warnings, source: None })
     }
 
     /// The cluster named `name`.
+    #[cfg(test)]
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.name == name)
     }

@@ -91,7 +91,6 @@ pub struct ClusterState {
     /// Unix seconds of the last failover (0 = never).
     pub failover_last_time: u64,
     pub in_failover: bool,
-    pub started_at: SystemTime,
     /// Failover and switchover records, oldest first.
     pub crashes: Vec<CrashRecord>,
     /// Problems from topology discovery (recomputed every tick).
@@ -137,7 +136,6 @@ impl ClusterState {
             failover_counter: 0,
             failover_last_time: 0,
             in_failover: false,
-            started_at: SystemTime::now(),
             crashes: Vec::new(),
             topo_problems: Vec::new(),
             blockers: Vec::new(),

@@ -146,7 +146,6 @@ pub const SEMISYNC_MASTER_OFF: &str = "SET GLOBAL rpl_semi_sync_master_enabled =
 pub const FLUSH_TABLES_WITH_READ_LOCK: &str = "FLUSH TABLES WITH READ LOCK";
 pub const UNLOCK_TABLES: &str = "UNLOCK TABLES";
 pub const GTID_BINLOG_POS: &str = "SELECT @@gtid_binlog_pos";
-pub const GTID_CURRENT_POS: &str = "SELECT @@gtid_current_pos";
 /// Makes a demoted master resume from what it already holds (its own binlog position).
 pub const SLAVE_POS_FROM_CURRENT: &str = "SET GLOBAL gtid_slave_pos = @@gtid_current_pos";
 

@@ -162,6 +162,11 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
         v.probe_latency_ms = u64::try_from(s.latency.as_millis()).unwrap_or(u64::MAX);
         v.threads_connected = s.threads_connected;
         v.uptime = s.uptime;
+        v.hostname = s.hostname.clone();
+        v.binlog_format = s.binlog_format.clone();
+        v.semi_sync_master_clients = s.semi_sync_master_clients;
+        v.slave_received_heartbeats = s.slave_received_heartbeats;
+        v.queries = s.queries;
     }
     v
 }

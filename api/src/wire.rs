@@ -148,6 +148,14 @@ pub struct ServerView {
     pub probe_latency_ms: u64,
     pub threads_connected: u64,
     pub uptime: u64,
+    /// `@@hostname` of the server.
+    pub hostname: String,
+    pub binlog_format: String,
+    pub semi_sync_master_clients: u64,
+    /// `Slave_received_heartbeats` (global status).
+    pub slave_received_heartbeats: u64,
+    /// `Queries` (global status).
+    pub queries: u64,
 }
 
 /// One log entry.

@@ -21,6 +21,8 @@ pub struct WriteReport {
     pub unknown: u64,
     /// Longest time between two acknowledged writes.
     pub longest_gap: Duration,
+    /// When each acknowledged write returned, and on which port.
+    pub ack_times: Vec<(Instant, u16)>,
 }
 
 /// A running write load.
@@ -66,6 +68,7 @@ impl WriteLoad {
                 match tokio::time::timeout(Duration::from_secs(3), c.query_drop(q)).await {
                     Ok(Ok(())) => {
                         report.acked.push(id);
+                        report.ack_times.push((Instant::now(), port));
                         report.longest_gap = report.longest_gap.max(last_ack.elapsed());
                         last_ack = Instant::now();
                     }

@@ -1,0 +1,145 @@
+//! Benchmarks (run by scripts/bench-failover, ignored by `cargo test`): they print figures and
+//! assert nothing about speed. Rounds: BENCH_ROUNDS (default 5).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::load::{create_table, WriteLoad};
+use common::*;
+
+const CLUSTER: &str = "bench";
+
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[idx.min(s.len() - 1)]
+}
+
+async fn start(sb: &Sandbox) -> (Manager, String, std::path::PathBuf) {
+    let slot = slot();
+    let dir = temp_dir("bench", slot);
+    let port = free_ports(slot + 500, 1);
+    let mut keys = cluster_keys(sb);
+    keys.push(("failover-mode", "automatic".to_string()));
+    keys.push(("failover-limit", "0".to_string()));
+    keys.push(("switchover-wait-kill", "200".to_string()));
+    write_config(&dir, &default_keys(&dir, port), CLUSTER, &keys);
+    let m = Manager::start(&dir, port, &[]).await;
+    let token = m.token().await;
+    (m, token, dir)
+}
+
+async fn master(m: &Manager, token: &str) -> Option<String> {
+    let v = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/master"), token).await;
+    (v["state"] == "Master").then(|| v["url"].as_str().unwrap_or("").to_string())
+}
+
+async fn all_replicating(m: &Manager, token: &str, n: usize) -> bool {
+    let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), token).await;
+    let arr = s.as_array().unwrap();
+    arr.iter().filter(|x| x["state"] == "Slave").count() == n - 1 && arr.iter().any(|x| x["state"] == "Master")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with scripts/bench-failover"]
+async fn bench_failover() {
+    let sb = Sandbox::start(3, true);
+    create_table(&sb, 1);
+    let (m, token, dir) = start(&sb).await;
+    assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
+    let ports: Vec<u16> = (1..=3).map(|i| sb.port(i)).collect();
+    let (mut detect, mut writable) = (Vec::new(), Vec::new());
+    println!("failover bench: 3 servers, semi-sync, monitoring-ticker 0.5 s, connect timeout 1 s, ping counter 5 (default)");
+    for round in 0..rounds() {
+        let old = master(&m, &token).await.unwrap();
+        let old_i = (1..=3).find(|i| sb.addr(*i) == old).unwrap();
+        let load = WriteLoad::start(ports.clone(), (round as u64 + 1) * 10_000_000);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let killed_at = Instant::now();
+        sb.run(&["kill", &old_i.to_string()]);
+        let mut detected = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await;
+            if detected.is_none() && server_by_url(&s, &old)["state"] == "Failed" {
+                detected = Some(killed_at.elapsed());
+            }
+            if master(&m, &token).await.is_some_and(|u| u != old) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let report = load.stop().await;
+        let first_new = report
+            .ack_times
+            .iter()
+            .find(|(t, p)| *t > killed_at && *p != sb.port(old_i))
+            .map(|(t, _)| t.duration_since(killed_at));
+        let d = detected.map_or(f64::NAN, |d| d.as_secs_f64());
+        let w = first_new.map_or(f64::NAN, |d| d.as_secs_f64());
+        println!("round {round}: killed {old}; detection (Failed) {d:.2} s; first acknowledged write on the new master {w:.2} s after SIGKILL");
+        detect.push(d);
+        writable.push(w);
+        sb.run(&["start-one", &old_i.to_string()]);
+        assert!(wait_until(Duration::from_secs(60), || all_replicating(&m, &token, 3)).await, "old master not rejoined");
+    }
+    println!(
+        "failover summary over {} rounds: detection p50 {:.2} s p95 {:.2} s; time to writable p50 {:.2} s p95 {:.2} s",
+        detect.len(),
+        percentile(&detect, 50.0),
+        percentile(&detect, 95.0),
+        percentile(&writable, 50.0),
+        percentile(&writable, 95.0)
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with scripts/bench-failover"]
+async fn bench_switchover() {
+    let sb = Sandbox::start(3, true);
+    create_table(&sb, 1);
+    let (m, token, dir) = start(&sb).await;
+    assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
+    let ports: Vec<u16> = (1..=3).map(|i| sb.port(i)).collect();
+    let (mut gaps, mut durations) = (Vec::new(), Vec::new());
+    println!("switchover bench: 3 servers, semi-sync, switchover-wait-kill 200 ms, one writer following the master");
+    for round in 0..rounds() {
+        let old = master(&m, &token).await.unwrap();
+        let load = WriteLoad::start(ports.clone(), (round as u64 + 1) * 10_000_000);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let started = Instant::now();
+        let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/actions/switchover"), Some(&token)).await;
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(st, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let report = load.stop().await;
+        let new = master(&m, &token).await.unwrap_or_default();
+        let gap = report.longest_gap.as_secs_f64();
+        println!("round {round}: {old} -> {new}; API call {took:.2} s; write unavailability (longest gap between acknowledged writes) {gap:.3} s");
+        gaps.push(gap);
+        durations.push(took);
+        assert!(wait_until(Duration::from_secs(30), || all_replicating(&m, &token, 3)).await);
+    }
+    println!(
+        "switchover summary over {} rounds: write unavailability p50 {:.3} s p95 {:.3} s; API call p50 {:.2} s",
+        gaps.len(),
+        percentile(&gaps, 50.0),
+        percentile(&gaps, 95.0),
+        percentile(&durations, 50.0)
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
