@@ -344,6 +344,9 @@ impl SharedCluster {
     }
 }
 
+/// The trigger name of automatic failovers (their refusals go to alerts, not to the log each tick).
+pub const AUTOMATIC: &str = "automatic: master failed";
+
 /// A request for the monitor task, answered on `reply`.
 pub struct ClusterCommand {
     pub action: Action,
@@ -493,21 +496,17 @@ impl ClusterMonitor {
         };
         let blockers = match &gate {
             Gate::Blocked { code, reason } => vec![Problem { code, desc: reason.clone(), server: None }],
-            _ => Vec::new(),
+            Gate::Go => match self.executor().failover(AUTOMATIC).await {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }],
+            },
+            Gate::Idle => Vec::new(),
         };
-        {
-            let mut st = self.shared.write();
-            if st.blockers != blockers {
-                st.blockers = blockers;
-                st.publish_problems();
-            }
-        }
-        if gate == Gate::Go {
-            if let Err(e) = self.executor().failover("automatic: master failed").await {
-                let mut st = self.shared.write();
-                st.blockers = vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }];
-                st.publish_problems();
-            }
+        // Published only when it changes: a refusal repeated every tick is logged once.
+        let mut st = self.shared.write();
+        if st.blockers != blockers {
+            st.blockers = blockers;
+            st.publish_problems();
         }
     }
 

@@ -29,6 +29,8 @@ pub struct NodeBackend {
     config: Config,
     clusters: BTreeMap<String, Arc<SharedCluster>>,
     commands: BTreeMap<String, tokio::sync::mpsc::Sender<ClusterCommand>>,
+    /// One action at a time per cluster: a second request while one runs is refused (409).
+    busy: BTreeMap<String, Arc<AtomicBool>>,
     started: AtomicBool,
     hostname: String,
     uuid: String,
@@ -46,6 +48,15 @@ impl NodeBackend {
 
     fn working_dir(&self, cluster: &str) -> String {
         self.config.server.datadir.join(cluster).display().to_string()
+    }
+}
+
+/// Clears a busy flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -232,11 +243,15 @@ impl Backend for NodeBackend {
 
     fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
+        let busy = self.busy.get(cluster).cloned();
         async move {
-            match tx {
-                None => Err(ActionError::new(500, "No Cluster")),
-                Some(tx) => monitor::request(&tx, action).await,
+            let (Some(tx), Some(busy)) = (tx, busy) else { return Err(ActionError::new(500, "No Cluster")) };
+            if busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                return Err(ActionError::new(409, format!("Refused: another action is running on this cluster ({action:?} not started)")));
             }
+            // Cleared however the request ends (even if the HTTP client goes away).
+            let _clear = ClearOnDrop(busy);
+            monitor::request(&tx, action).await
         }
     }
 }
@@ -308,6 +323,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let backend = Arc::new(NodeBackend {
         config: config.clone(),
         clusters,
+        busy: commands.keys().map(|k| (k.clone(), Arc::new(AtomicBool::new(false)))).collect(),
         commands,
         started: AtomicBool::new(false),
         hostname: hostname(),

@@ -136,9 +136,15 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
         pointed[*src] += 1;
     }
 
-    // Master: the non-replica server most replicas point at; else the previous master if it is
-    // not replicating now; else the only writable non-replica; a single server is its own master.
-    let mut master = (0..n).filter(|&i| !is_replica(i) && pointed[i] > 0).max_by_key(|&i| pointed[i]);
+    // Master: the previous master while it is a reachable, writable non-replica (the intent a
+    // failover or switchover set; a replica left pointing at a dead old master must not bring it
+    // back); else the non-replica server most replicas point at; else the previous master if it
+    // is not replicating now; else the only writable non-replica; a single server is its own master.
+    let writable_non_replica = |i: usize| !is_replica(i) && matches!(obs[i].probe, Ok(s) if !s.read_only);
+    let mut master = previous_master.filter(|&p| p < n && writable_non_replica(p));
+    if master.is_none() {
+        master = (0..n).filter(|&i| !is_replica(i) && pointed[i] > 0).max_by_key(|&i| pointed[i]);
+    }
     let mut kind = "master-slave";
     if master.is_none() {
         if let Some(p) = previous_master.filter(|&p| p < n && !is_replica(p)) {
@@ -470,6 +476,18 @@ mod tests {
         );
         let t = c.run(None);
         assert!(t.problems.iter().any(|p| p.code == "ERR00064" && p.server.as_deref() == Some("127.0.0.1:3312")));
+    }
+
+    #[test]
+    fn previous_master_is_kept_over_a_dead_server_a_stale_replica_points_at() {
+        // After a failover to 3312, a replica still points at the dead old master 3310.
+        let c = Case::new(vec![down(), Ok(snap(true, Some((3310, "Connecting", "Yes")))), Ok(snap(false, None))], vec![5, 0, 0]);
+        let t = c.run(Some(2));
+        assert_eq!(t.master, Some(2));
+        assert!(!t.problems.iter().any(|p| p.code == "ERR00063"), "{:?}", t.problems);
+        assert!(t.problems.iter().any(|p| p.code == "ERR00064"), "the stale replica is reported: {:?}", t.problems);
+        // Without that intent, the server the replica points at is the master.
+        assert_eq!(c.run(None).master, Some(0));
     }
 
     #[test]

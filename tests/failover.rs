@@ -336,6 +336,10 @@ async fn manual_mode_waits_for_the_api() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(lab.crashes().await.is_empty());
+    let (st, body) = lab.action("switchover").await;
+    assert_eq!((st, body.as_str()), (400, "Master failed"), "switchover needs a live master");
+    let (st, body) = lab.m.get("/api/clusters/nope/actions/failover", Some(&lab.token)).await;
+    assert_eq!((st, body.as_str()), (500, "No Cluster"));
     let (st, body) = lab.action("failover").await;
     assert_eq!(st, 200, "{body}");
     let new = lab.wait_new_master(&first, Duration::from_secs(10)).await;
@@ -447,4 +451,86 @@ async fn old_master_ahead_rejoins_with_flashback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_master_ahead_rejoins_with_mysqldump() {
     old_master_ahead_rejoins_with("autorejoin-mysqldump").await;
+}
+
+/// Bootstrap on servers that have no replication yet, cleanup, and multi-master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_and_cleanup_replication() {
+    let sb = Sandbox::start(3, false);
+    let slot = slot();
+    let dir = temp_dir("boot", slot);
+    let port = free_ports(slot + 500, 1);
+    write_config(&dir, &default_keys(&dir, port), CLUSTER, &cluster_keys(&sb));
+    let m = Manager::start(&dir, port, &[]).await;
+    let token = m.token().await;
+    let alerts = || async { m.get_json(&format!("/api/clusters/{CLUSTER}/topology/alerts"), &token).await.to_string() };
+    assert!(wait_until(Duration::from_secs(10), || async { alerts().await.contains("ERR00012") }).await, "no-master alert missing");
+
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/actions/replication/bootstrap/master-slave"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}\n{}", m.log_text());
+    let first = sb.addr(1);
+    let topo = || async { m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await };
+    let shape = |want: [&'static str; 3]| {
+        let topo = &topo;
+        let sb = &sb;
+        async move {
+            let s = topo().await;
+            (1..=3).all(|i| server_by_url(&s, &sb.addr(i))["state"] == want[i as usize - 1])
+        }
+    };
+    assert!(wait_until(Duration::from_secs(15), || shape(["Master", "Slave", "Slave"])).await, "bootstrap: {}", topo().await);
+    sb.sql(1, "CREATE TABLE app.b (id INT PRIMARY KEY)");
+    sb.sql(1, "INSERT INTO app.b VALUES (1)");
+    assert!(wait_until(Duration::from_secs(10), || async { sb.sql(3, "SELECT COUNT(*) FROM app.b") == "1" }).await);
+    assert_eq!(sb.sql(2, "SELECT @@read_only"), "1");
+    assert_eq!(sb.sql(1, "SELECT @@read_only"), "0");
+
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/actions/replication/cleanup"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(15), || shape(["Master", "StandAlone", "StandAlone"])).await, "cleanup: {}", topo().await);
+
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/actions/replication/bootstrap/multi-master"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            let c = m.get_json(&format!("/api/clusters/{CLUSTER}"), &token).await;
+            c["topology"] == "multi-master"
+        })
+        .await,
+        "multi-master not discovered: {}",
+        topo().await
+    );
+    let s = topo().await;
+    assert_eq!(server_by_url(&s, &first)["replications"][0]["masterPort"]["String"], sb.port(2).to_string());
+
+    let (st, _) = m.get(&format!("/api/clusters/{CLUSTER}/actions/replication/bootstrap/ring-of-fire"), Some(&token)).await;
+    assert_eq!(st, 400);
+    drop(m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A replica in maintenance is never elected, even when preferred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_replica_is_not_elected() {
+    let lab = Lab::start(3, &[]).await;
+    let second = lab.sb.addr(2);
+    let (st, body) = lab.m.get(&format!("/api/clusters/{CLUSTER}/servers/{second}/actions/maintenance"), Some(&lab.token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(10), || async { server_by_url(&lab.servers().await, &second)["state"] == "Maintenance" }).await,
+        "not in maintenance: {}",
+        lab.servers().await
+    );
+    let (st, body) = lab.m.get(&format!("/api/clusters/{CLUSTER}/servers/db0/actions/maintenance"), Some(&lab.token)).await;
+    assert_eq!((st, body.as_str()), (500, "Server Not Found"));
+    let first = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let new = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    assert_eq!(new, lab.sb.addr(3), "a server in maintenance must not be elected");
+    let (st, _) = lab.m.get(&format!("/api/clusters/{CLUSTER}/servers/{second}/actions/maintenance"), Some(&lab.token)).await;
+    assert_eq!(st, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || async { server_by_url(&lab.servers().await, &second)["state"] != "Maintenance" }).await
+    );
+    lab.finish();
 }

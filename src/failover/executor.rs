@@ -217,7 +217,9 @@ impl FailoverExecutor<'_> {
         let election = match planner::elect(&cands, &rules, ElectionKind::Failover, None) {
             Ok(e) => e,
             Err(e) => {
-                self.log(Level::Error, &format!("Failover of {} refused ({}): {}", old.addr, e.code, e.reason));
+                if trigger != crate::monitor::AUTOMATIC {
+                    self.log(Level::Error, &format!("Failover of {} refused ({}): {}", old.addr, e.code, e.reason));
+                }
                 return Err(ActionError::new(409, format!("{}: {}", e.code, e.reason)));
             }
         };
