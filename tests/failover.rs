@@ -280,26 +280,33 @@ async fn manager_partitioned_from_master_does_not_fail_over() {
     lab.finish();
 }
 
-/// 4a. failover-limit blocks a second failover until the counter is reset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_limit_blocks_until_reset() {
-    let lab = Lab::start(3, &[("failover-limit", "1")]).await;
+/// Kills the master (a failover follows), then kills the new master and waits for the alert
+/// `code` that must block the second failover. Returns the second master.
+async fn second_failover_blocked_by(lab: &Lab, code: &str) -> String {
     let first = lab.sb.addr(1);
     lab.sb.run(&["kill", "1"]);
     let second = lab.wait_new_master(&first, Duration::from_secs(30)).await;
     assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&second, Some(first.as_str()))).await);
     lab.sb.run(&["kill", &lab.index_of(&second).to_string()]);
     assert!(
-        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00027") }).await,
-        "no failover-limit alert: {}",
+        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains(code) }).await,
+        "no {code} alert: {}",
         lab.alerts().await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(lab.crashes().await.len(), 1, "a second failover ran despite failover-limit");
+    assert_eq!(lab.crashes().await.len(), 1, "a second failover ran despite {code}");
+    second
+}
+
+/// 4a. failover-limit blocks a second failover until the counter is reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_limit_blocks_until_reset() {
+    let lab = Lab::start(3, &[("failover-limit", "1")]).await;
+    let second = second_failover_blocked_by(&lab, "ERR00027").await;
     let (st, body) = lab.action("reset-failover-control").await;
     assert_eq!(st, 200, "{body}");
     let third = lab.wait_new_master(&second, Duration::from_secs(30)).await;
-    assert_ne!(third, first);
+    assert_ne!(third, lab.sb.addr(1));
     assert_eq!(lab.crashes().await.len(), 2);
     lab.finish();
 }
@@ -308,18 +315,7 @@ async fn failover_limit_blocks_until_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_time_limit_blocks_a_second_failover() {
     let lab = Lab::start(3, &[("failover-time-limit", "3600")]).await;
-    let first = lab.sb.addr(1);
-    lab.sb.run(&["kill", "1"]);
-    let second = lab.wait_new_master(&first, Duration::from_secs(30)).await;
-    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&second, Some(first.as_str()))).await);
-    lab.sb.run(&["kill", &lab.index_of(&second).to_string()]);
-    assert!(
-        wait_until(Duration::from_secs(20), || async { lab.alerts().await.contains("ERR00029") }).await,
-        "no time-limit alert: {}",
-        lab.alerts().await
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(lab.crashes().await.len(), 1);
+    second_failover_blocked_by(&lab, "ERR00029").await;
     lab.finish();
 }
 

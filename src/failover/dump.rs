@@ -48,14 +48,34 @@ pub async fn copy_databases(
 }
 
 async fn copy(cred: &Credential, from: &HostPort, to: &HostPort, dbs: &[String]) -> anyhow::Result<String> {
-    let mut dump = client("mariadb-dump", cred, from)
-        .args(["--single-transaction", "--gtid", "--master-data=2", "--routines", "--events", "--triggers"])
+    let mut dump = client("mariadb-dump", cred, from);
+    dump.args(["--single-transaction", "--gtid", "--master-data=2", "--routines", "--events", "--triggers"])
         .args(["--add-drop-database", "--databases"])
-        .args(dbs)
+        .args(dbs);
+    let header = pipe_into_server(dump, "mariadb-dump", cred, to).await?;
+    gtid_from_header(&String::from_utf8_lossy(&header)).context("the dump header has no gtid_slave_pos")
+}
+
+/// Undoes the transactions `server` wrote after `file:pos` (its own binary log, read remotely)
+/// by applying `mariadb-binlog --flashback` output to it without binary logging.
+pub async fn flashback(cred: &Credential, server: &HostPort, file: &str, pos: &str, deadline: Duration) -> anyhow::Result<()> {
+    anyhow::ensure!(!file.is_empty() && pos.parse::<u64>().is_ok(), "no binlog coordinates to flash back from ({file}:{pos})");
+    let mut reader = client("mariadb-binlog", cred, server);
+    reader.args(["--read-from-remote-server", "--flashback", "--to-last-log"]).arg(format!("--start-position={pos}")).arg(file);
+    tokio::time::timeout(deadline, pipe_into_server(reader, "mariadb-binlog --flashback", cred, server))
+        .await
+        .with_context(|| format!("flashback of {server} did not finish within {deadline:?}"))??;
+    Ok(())
+}
+
+/// Runs `producer` and feeds its SQL output to a `mariadb` client on `to`, with binary logging
+/// off for that session. Returns the first bytes of the output (for header parsing).
+async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, to: &HostPort) -> anyhow::Result<Vec<u8>> {
+    let mut source = producer
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting mariadb-dump")?;
+        .with_context(|| format!("starting {what}"))?;
     let mut load = client("mariadb", cred, to)
         .arg("--batch")
         .stdin(Stdio::piped())
@@ -63,72 +83,31 @@ async fn copy(cred: &Credential, from: &HostPort, to: &HostPort, dbs: &[String])
         .stderr(Stdio::piped())
         .spawn()
         .context("starting mariadb client")?;
-    let mut out = dump.stdout.take().context("mariadb-dump stdout")?;
+    let mut out = source.stdout.take().with_context(|| format!("{what} stdout"))?;
     let mut input = load.stdin.take().context("mariadb stdin")?;
     input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
     let mut header = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = out.read(&mut buf).await.context("reading the dump")?;
+        let n = out.read(&mut buf).await.with_context(|| format!("reading {what} output"))?;
         if n == 0 {
             break;
         }
         if header.len() < HEADER_SCAN_BYTES {
             header.extend_from_slice(&buf[..n.min(HEADER_SCAN_BYTES - header.len())]);
         }
-        input.write_all(&buf[..n]).await.context("loading the dump")?;
+        input.write_all(&buf[..n]).await.with_context(|| format!("loading {what} output into {to}"))?;
     }
     drop(input);
-    let dump_out = dump.wait_with_output().await.context("waiting for mariadb-dump")?;
+    let source_out = source.wait_with_output().await.with_context(|| format!("waiting for {what}"))?;
     let load_out = load.wait_with_output().await.context("waiting for mariadb")?;
-    if !dump_out.status.success() {
-        bail!("mariadb-dump failed ({}): {}", dump_out.status, String::from_utf8_lossy(&dump_out.stderr).trim());
+    if !source_out.status.success() {
+        bail!("{what} failed ({}): {}", source_out.status, String::from_utf8_lossy(&source_out.stderr).trim());
     }
     if !load_out.status.success() {
         bail!("loading into {to} failed ({}): {}", load_out.status, String::from_utf8_lossy(&load_out.stderr).trim());
     }
-    gtid_from_header(&String::from_utf8_lossy(&header)).context("the dump header has no gtid_slave_pos")
-}
-
-/// Undoes the transactions `server` wrote after `file:pos` (its own binary log, read remotely)
-/// by applying `mariadb-binlog --flashback` output to it without binary logging.
-pub async fn flashback(cred: &Credential, server: &HostPort, file: &str, pos: &str, deadline: Duration) -> anyhow::Result<()> {
-    tokio::time::timeout(deadline, flashback_inner(cred, server, file, pos))
-        .await
-        .with_context(|| format!("flashback of {server} did not finish within {deadline:?}"))?
-}
-
-async fn flashback_inner(cred: &Credential, server: &HostPort, file: &str, pos: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!file.is_empty() && pos.parse::<u64>().is_ok(), "no binlog coordinates to flash back from ({file}:{pos})");
-    let mut reader = client("mariadb-binlog", cred, server)
-        .args(["--read-from-remote-server", "--flashback", "--to-last-log"])
-        .arg(format!("--start-position={pos}"))
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting mariadb-binlog")?;
-    let mut load = client("mariadb", cred, server)
-        .arg("--batch")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting mariadb client")?;
-    let mut out = reader.stdout.take().context("mariadb-binlog stdout")?;
-    let mut input = load.stdin.take().context("mariadb stdin")?;
-    input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
-    tokio::io::copy(&mut out, &mut input).await.context("applying the flashback")?;
-    drop(input);
-    let r = reader.wait_with_output().await.context("waiting for mariadb-binlog")?;
-    let l = load.wait_with_output().await.context("waiting for mariadb")?;
-    if !r.status.success() {
-        bail!("mariadb-binlog --flashback failed ({}): {}", r.status, String::from_utf8_lossy(&r.stderr).trim());
-    }
-    if !l.status.success() {
-        bail!("applying the flashback to {server} failed ({}): {}", l.status, String::from_utf8_lossy(&l.stderr).trim());
-    }
-    Ok(())
+    Ok(header)
 }
 
 #[cfg(test)]
