@@ -101,6 +101,14 @@ const KEYS: &[KeySpec] = &[
     key("log-file", Kind::Str, ""),
     key("log-level", Kind::Str, "info"),
     key("monitoring-pause", Kind::Bool, "false"),
+    key("raft-node-id", Kind::Int, "1"),
+    key("raft-bind-address", Kind::Str, "127.0.0.1:10101"),
+    key("raft-peers", Kind::Str, ""),
+    key("raft-peers-http", Kind::Str, ""),
+    key("raft-role", Kind::Str, "manager"),
+    key("raft-heartbeat-ms", Kind::Int, "250"),
+    key("raft-election-min-ms", Kind::Int, "1500"),
+    key("raft-election-max-ms", Kind::Int, "3000"),
 ];
 
 fn spec(name: &str) -> Option<&'static KeySpec> {
@@ -276,6 +284,116 @@ pub struct ServerConfig {
     pub log_file: Option<PathBuf>,
     /// `log-level` (default info): error, warn, info, debug, trace or 1..4.
     pub log_level: String,
+    /// The manager group.
+    pub group: GroupSettings,
+}
+
+/// A manager node's role in the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Probes databases and may lead (and then act).
+    Manager,
+    /// Votes only: never probes, never touches a database, hands leadership to a manager.
+    Arbitrator,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Arbitrator => "arbitrator",
+        }
+    }
+}
+
+/// One voter of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u64,
+    /// Raft RPC listener (`raft-peers`).
+    pub raft_addr: String,
+    /// HTTP API address (`raft-peers-http`), used to forward mutating requests to the leader.
+    pub http_addr: String,
+}
+
+/// The `raft-*` keys. Without `raft-peers` the node is a single-node group of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// `raft-node-id` (default 1).
+    pub node_id: u64,
+    /// `raft-bind-address` (default 127.0.0.1:10101): raft RPC listener, separate from the API.
+    pub bind: String,
+    /// `raft-peers` (`id=host:port,...`, every voter, the same on all nodes) joined with
+    /// `raft-peers-http` (`id=host:port,...`; default: the peer's raft host with this node's
+    /// http-port). Empty: single-node group.
+    pub peers: Vec<Peer>,
+    /// `raft-role`: manager (default) or arbitrator.
+    pub role: NodeRole,
+    /// `raft-heartbeat-ms` (250), `raft-election-min-ms` (1500), `raft-election-max-ms` (3000).
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+fn parse_id_map(s: &Section<'_>, key: &str) -> Result<Vec<(u64, String)>, ConfigError> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for item in s.str(key)?.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (id, addr) = item.split_once('=').ok_or_else(|| s.invalid(key, format!("`{item}` is not id=host:port")))?;
+        let id: u64 = id.trim().parse().map_err(|_| s.invalid(key, format!("`{id}` is not a node id")))?;
+        let addr = addr.trim();
+        if HostPort::parse(addr).is_none() || !addr.contains(':') {
+            return Err(s.invalid(key, format!("`{addr}` is not host:port")));
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(s.invalid(key, format!("node id {id} is listed twice")));
+        }
+        out.push((id, addr.to_string()));
+    }
+    Ok(out)
+}
+
+impl GroupSettings {
+    fn from_section(s: &Section<'_>, http_port: u16) -> Result<GroupSettings, ConfigError> {
+        let node_id = s.uint("raft-node-id")?;
+        let role = match s.str("raft-role")?.trim() {
+            "manager" | "" => NodeRole::Manager,
+            "arbitrator" => NodeRole::Arbitrator,
+            other => return Err(s.invalid("raft-role", format!("`{other}` is not manager or arbitrator"))),
+        };
+        let raft = parse_id_map(s, "raft-peers")?;
+        let http = parse_id_map(s, "raft-peers-http")?;
+        let mut peers = Vec::new();
+        for (id, raft_addr) in raft {
+            let http_addr = match http.iter().find(|(i, _)| *i == id) {
+                Some((_, a)) => a.clone(),
+                None => {
+                    let host = HostPort::parse(&raft_addr).map(|h| h.host).unwrap_or_default();
+                    format!("{host}:{http_port}")
+                }
+            };
+            peers.push(Peer { id, raft_addr, http_addr });
+        }
+        if !peers.is_empty() && !peers.iter().any(|p| p.id == node_id) {
+            return Err(s.invalid("raft-peers", format!("this node's raft-node-id {node_id} is not listed")));
+        }
+        if let Some((id, _)) = http.iter().find(|(i, _)| !peers.iter().any(|p| p.id == *i)) {
+            return Err(s.invalid("raft-peers-http", format!("node {id} is not in raft-peers")));
+        }
+        let bind = s.str("raft-bind-address")?;
+        if bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(s.invalid("raft-bind-address", format!("`{bind}` is not ip:port")));
+        }
+        let heartbeat_ms = s.uint("raft-heartbeat-ms")?;
+        let election_min_ms = s.uint("raft-election-min-ms")?;
+        let election_max_ms = s.uint("raft-election-max-ms")?;
+        if heartbeat_ms == 0 || election_min_ms <= heartbeat_ms || election_max_ms <= election_min_ms {
+            return Err(s.invalid(
+                "raft-election-min-ms",
+                "need 0 < raft-heartbeat-ms < raft-election-min-ms < raft-election-max-ms",
+            ));
+        }
+        Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms })
+    }
 }
 
 /// The whole configuration.
@@ -533,7 +651,9 @@ impl ServerConfig {
         if parse_log_level(&log_level).is_none() {
             return Err(s.invalid("log-level", format!("`{log_level}` is not error, warn, info, debug, trace or 0-4")));
         }
+        let group = GroupSettings::from_section(&s, http_port)?;
         Ok(ServerConfig {
+            group,
             datadir: PathBuf::from(s.str("monitoring-datadir")?),
             http_server: s.bool("http-server")?,
             http_bind_address: s.str("http-bind-address")?,
@@ -775,6 +895,42 @@ mod tests {
         assert_eq!(shown["dbServersCredential"], "*:*");
         assert_eq!(shown["apiCredentials"], "*:*");
         assert_eq!(shown["failoverMode"], "manual");
+    }
+
+    #[test]
+    fn manager_group_keys() {
+        let base = "[c1]\ndb-servers-hosts = \"a\"\n";
+        let cfg = load(base, &[]).unwrap();
+        assert!(cfg.server.group.peers.is_empty(), "no raft keys: single-node group");
+        assert_eq!(cfg.server.group.role, NodeRole::Manager);
+        let cfg = load(
+            base,
+            &[
+                ("raft-node-id", "2"),
+                ("raft-peers", "1=127.0.0.1:11001,2=127.0.0.1:11002,3=127.0.0.1:11003"),
+                ("raft-peers-http", "1=127.0.0.1:12001,2=127.0.0.1:12002"),
+                ("raft-role", "arbitrator"),
+            ],
+        )
+        .unwrap();
+        let g = &cfg.server.group;
+        assert_eq!(g.node_id, 2);
+        assert_eq!(g.role, NodeRole::Arbitrator);
+        assert_eq!(g.peers.len(), 3);
+        assert_eq!(g.peers[1].http_addr, "127.0.0.1:12002");
+        assert_eq!(g.peers[2].http_addr, "127.0.0.1:10001", "default: raft host with http-port");
+        for (k, v) in [
+            ("raft-peers", "1=127.0.0.1:11001,1=127.0.0.1:11002"),
+            ("raft-peers", "x=127.0.0.1:1"),
+            ("raft-peers", "2=nohostport"),
+            ("raft-role", "king"),
+            ("raft-bind-address", "somewhere"),
+        ] {
+            let err = load(base, &[("raft-node-id", "2"), (k, v)]).unwrap_err();
+            assert!(err.to_string().contains(k), "{k}={v}: {err}");
+        }
+        let err = load(base, &[("raft-peers", "2=127.0.0.1:11002,3=127.0.0.1:11003")]).unwrap_err();
+        assert!(err.to_string().contains("raft-node-id 1 is not listed"), "{err}");
     }
 
     #[test]

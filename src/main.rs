@@ -23,6 +23,7 @@ const USAGE: &str = "usage: replication-manager [--config FILE] [--<key>=<value>
        replication-manager --version
 
   monitor          run a manager node (monitor + API)
+  check-config     read and validate the configuration, print a summary, exit
   --config FILE    replication-manager TOML file ([Default] + one section per cluster)
   --<key>=<value>  any configuration key; overrides the file (e.g. --monitoring-ticker=0.5)";
 
@@ -64,11 +65,28 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
         }
     }
     match command.as_deref() {
-        Some("monitor") => {}
+        Some("monitor") | Some("check-config") => {}
         Some(other) => anyhow::bail!("unknown command {other}\n{USAGE}"),
         None => anyhow::bail!("no command given\n{USAGE}"),
     }
     let cfg = config::Config::load(config_path.as_deref(), &overrides)?;
+    if command.as_deref() == Some("check-config") {
+        for w in &cfg.warnings {
+            println!("warning: {w}");
+        }
+        let g = &cfg.server.group;
+        println!(
+            "ok: {} cluster(s) [{}]; node {} ({}), {} voter(s); http {}:{}",
+            cfg.clusters.len(),
+            cfg.clusters.iter().map(|c| format!("{}: {} servers", c.name, c.hosts.len())).collect::<Vec<_>>().join(", "),
+            g.node_id,
+            g.role.as_str(),
+            g.peers.len().max(1),
+            cfg.server.http_bind_address,
+            cfg.server.http_port
+        );
+        return Ok(());
+    }
     init_logging(&cfg.server)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");

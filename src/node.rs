@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
+use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupNodeView, GroupView, MonitorView, ServerView};
 use replication_manager_api::{
-    acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LoginLimiter, Lookup,
+    acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
     ServerRef, TokenKeys,
 };
 use serde_json::{json, Value};
@@ -241,6 +241,37 @@ impl Backend for NodeBackend {
         self.clusters.values().any(|c| c.read().config.api_users.iter().any(|u| u.user == user))
     }
 
+    fn node_id(&self) -> u64 {
+        self.config.server.group.node_id
+    }
+
+    fn leader_route(&self) -> LeaderRoute {
+        LeaderRoute::Local
+    }
+
+    fn group(&self) -> GroupView {
+        let g = &self.config.server.group;
+        GroupView {
+            node_id: g.node_id,
+            status: "A".to_string(),
+            state: "Leader".to_string(),
+            term: 0,
+            leader: Some(g.node_id),
+            split_brain: false,
+            millis_since_quorum_ack: None,
+            millis_since_leader_contact: None,
+            last_applied: None,
+            nodes: vec![GroupNodeView {
+                id: g.node_id,
+                raft_addr: g.bind.clone(),
+                http_addr: format!("{}:{}", self.config.server.http_bind_address, self.config.server.http_port),
+                role: g.role.as_str().to_string(),
+                is_leader: true,
+                is_self: true,
+            }],
+        }
+    }
+
     fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
         let busy = self.busy.get(cluster).cloned();
@@ -329,7 +360,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hostname: hostname(),
         uuid: format!("{:032x}", rand::random::<u128>()),
     });
-    let state = Arc::new(ApiState { backend: backend.clone(), keys: TokenKeys::new(&token_key), limiter: LoginLimiter::default() });
+    let state = Arc::new(ApiState {
+        backend: backend.clone(),
+        keys: TokenKeys::new(&token_key),
+        limiter: LoginLimiter::default(),
+        forwarder: replication_manager_api::router::forwarding_client(),
+    });
     let app = replication_manager_api::router(state);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -75,6 +75,17 @@ impl std::fmt::Display for ActionError {
 /// The result of an action: a short success message or the error to answer with.
 pub type ActionResult = Result<String, ActionError>;
 
+/// Where a mutating request must run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaderRoute {
+    /// This node is the active leader: run it here.
+    Local,
+    /// Another node leads: forward to its HTTP API.
+    Remote { node_id: u64, http_addr: String },
+    /// No leader is known (election, lost quorum).
+    Unknown,
+}
+
 /// An authenticated API user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
@@ -110,6 +121,12 @@ pub trait Backend: Send + Sync + 'static {
     fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser>;
     /// True while `user` is still a configured API user (checked on every request).
     fn user_exists(&self, user: &str) -> bool;
+    /// This node's id in the manager group.
+    fn node_id(&self) -> u64;
+    /// Where mutating requests run now.
+    fn leader_route(&self) -> LeaderRoute;
+    /// The manager group as this node sees it.
+    fn group(&self) -> crate::wire::GroupView;
     /// Runs a mutating action on a cluster and waits for its outcome.
     fn run_action(
         &self,

@@ -9,5 +9,5 @@ pub mod router;
 pub mod wire;
 
 pub use auth::{LoginLimiter, TokenKeys};
-pub use backend::{Action, ActionError, ActionResult, AuthUser, Backend, Health, HealthCheck, Lookup, ServerRef};
+pub use backend::{Action, ActionError, ActionResult, AuthUser, Backend, LeaderRoute, Health, HealthCheck, Lookup, ServerRef};
 pub use router::{router, ApiState};

@@ -12,7 +12,7 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
-use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, Lookup, ServerRef};
+use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, ServerRef};
 
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,6 +22,25 @@ pub struct ApiState<B> {
     pub backend: Arc<B>,
     pub keys: TokenKeys,
     pub limiter: LoginLimiter,
+    /// Client used to forward mutating requests to the leader (its own pool, no proxy).
+    pub forwarder: reqwest::Client,
+}
+
+/// Header naming the node that ran a mutating request.
+pub const SERVED_BY: &str = "x-replication-manager-served-by";
+/// Header naming the node that forwarded a mutating request to the leader.
+pub const FORWARDED_BY: &str = "x-replication-manager-forwarded-by";
+/// How long a forwarded action may take (a switchover waits for replicas; a reseed dumps data).
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// A client for forwarding: no proxy, bounded connect time, long request deadline.
+pub fn forwarding_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(FORWARD_TIMEOUT)
+        .build()
+        .unwrap_or_default()
 }
 
 type St<B> = State<Arc<ApiState<B>>>;
@@ -42,19 +61,7 @@ fn json<T: Serialize>(v: &T) -> Response {
 
 /// Builds the router over `state`.
 pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
-    let protected = Router::new()
-        .route("/api/clusters", get(clusters::<B>))
-        .route("/api/monitor", get(monitor::<B>))
-        .route("/api/clusters/{cluster}", get(cluster::<B>))
-        .route("/api/clusters/{cluster}/topology/servers", get(topo_servers::<B>))
-        .route("/api/clusters/{cluster}/topology/master", get(topo_master::<B>))
-        .route("/api/clusters/{cluster}/topology/slaves", get(topo_slaves::<B>))
-        .route("/api/clusters/{cluster}/topology/proxies", get(topo_proxies::<B>))
-        .route("/api/clusters/{cluster}/topology/logs", get(topo_logs::<B>))
-        .route("/api/clusters/{cluster}/topology/alerts", get(topo_alerts::<B>))
-        .route("/api/clusters/{cluster}/topology/crashes", get(topo_crashes::<B>))
-        .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
-        .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
+    let mutating = Router::new()
         .route("/api/clusters/{cluster}/actions/switchover", get(switchover::<B>).post(switchover::<B>))
         .route("/api/clusters/{cluster}/actions/failover", get(failover::<B>).post(failover::<B>))
         .route(
@@ -70,6 +77,24 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
             "/api/clusters/{cluster}/servers/{server}/actions/maintenance",
             get(maintenance::<B>).post(maintenance::<B>),
         )
+        // Runs after the token check (layers added later run first): forward, or run here.
+        .route_layer(middleware::from_fn_with_state(state.clone(), forward_to_leader::<B>));
+
+    let protected = Router::new()
+        .route("/api/clusters", get(clusters::<B>))
+        .route("/api/group", get(group::<B>))
+        .route("/api/monitor", get(monitor::<B>))
+        .route("/api/clusters/{cluster}", get(cluster::<B>))
+        .route("/api/clusters/{cluster}/topology/servers", get(topo_servers::<B>))
+        .route("/api/clusters/{cluster}/topology/master", get(topo_master::<B>))
+        .route("/api/clusters/{cluster}/topology/slaves", get(topo_slaves::<B>))
+        .route("/api/clusters/{cluster}/topology/proxies", get(topo_proxies::<B>))
+        .route("/api/clusters/{cluster}/topology/logs", get(topo_logs::<B>))
+        .route("/api/clusters/{cluster}/topology/alerts", get(topo_alerts::<B>))
+        .route("/api/clusters/{cluster}/topology/crashes", get(topo_crashes::<B>))
+        .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
+        .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
+        .merge(mutating)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
 
     let mut public = Router::new()
@@ -134,6 +159,81 @@ async fn require_token<B: Backend>(State(st): St<B>, mut req: Request, next: Nex
         }
         Err(e) => text(StatusCode::UNAUTHORIZED, format!("Unauthorised access to this resource: {e}")),
     }
+}
+
+/// Runs a mutating request here when this node leads; otherwise forwards it to the leader and
+/// returns the leader's answer unchanged, with headers naming who served and who forwarded it.
+async fn forward_to_leader<B: Backend>(State(st): St<B>, req: Request, next: Next) -> Response {
+    let me = st.backend.node_id().to_string();
+    let mut resp = match st.backend.leader_route() {
+        LeaderRoute::Local => next.run(req).await,
+        LeaderRoute::Unknown => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "No leader in the manager group: the request was not run; retry when a leader is elected");
+        }
+        LeaderRoute::Remote { node_id, http_addr } => {
+            if req.headers().contains_key(FORWARDED_BY) {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Forwarded request reached node {me}, which is not the leader (leader is {node_id}): leadership is changing, retry"),
+                );
+            }
+            let mut r = forward(&st, req, node_id, &http_addr).await;
+            if let Ok(v) = HeaderValue::from_str(&me) {
+                r.headers_mut().insert(FORWARDED_BY, v);
+            }
+            return r;
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&me) {
+        resp.headers_mut().insert(SERVED_BY, v);
+    }
+    resp
+}
+
+async fn forward<B: Backend>(st: &ApiState<B>, req: Request, leader: u64, http_addr: &str) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{http_addr}{path}");
+    let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    };
+    let mut out = st.forwarder.request(method, &url).header(FORWARDED_BY, st.backend.node_id().to_string()).body(body.to_vec());
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name).and_then(|v| v.to_str().ok()) {
+            out = out.header(name.as_str(), v);
+        }
+    }
+    tracing::info!(%url, leader, "forwarding a mutating request to the leader");
+    let answer = match out.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Leader node {leader} ({http_addr}) did not answer: {e}; the request may or may not have run there"),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for (k, v) in answer.headers() {
+        if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_str().as_bytes()), HeaderValue::from_bytes(v.as_bytes())) {
+            if k != header::TRANSFER_ENCODING && k != header::CONNECTION && k != header::CONTENT_LENGTH {
+                headers.insert(k, v);
+            }
+        }
+    }
+    let bytes = match answer.bytes().await {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("Reading the leader's answer failed: {e}")),
+    };
+    (status, headers, bytes).into_response()
+}
+
+async fn group<B: Backend>(State(st): St<B>) -> Response {
+    json(&st.backend.group())
 }
 
 async fn status<B: Backend>(State(st): St<B>) -> Response {

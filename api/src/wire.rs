@@ -304,6 +304,40 @@ pub struct ClusterView {
     pub alerts: AlertsView,
 }
 
+/// One node of the manager group.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupNodeView {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    /// `manager` or `arbitrator`.
+    pub role: String,
+    pub is_leader: bool,
+    pub is_self: bool,
+}
+
+/// `/api/group`: the manager group as one node sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub node_id: u64,
+    /// `"A"` on the leader with a recent quorum ack, `"S"` elsewhere.
+    pub status: String,
+    /// Raft state of this node: Leader, Follower, Candidate, Learner, Shutdown.
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    /// This node cannot reach a quorum.
+    pub split_brain: bool,
+    /// Leader only: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    /// Followers: milliseconds since the leader was last heard.
+    pub millis_since_leader_contact: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub nodes: Vec<GroupNodeView>,
+}
+
 /// `/api/monitor`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
