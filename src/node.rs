@@ -241,6 +241,19 @@ impl Backend for NodeBackend {
         self.clusters.values().any(|c| c.read().config.api_users.iter().any(|u| u.user == user))
     }
 
+    fn has_grant(&self, cluster: Option<&str>, user: &str, grant: &str) -> bool {
+        let allowed = |c: &Arc<SharedCluster>| {
+            let st = c.read();
+            st.config.api_users.iter().any(|u| u.user == user)
+                && acl::grants_for(&st.config.api_acl_allow, user).get(grant).copied().unwrap_or(false)
+        };
+        match cluster {
+            // An unknown cluster: let the handler answer its own "No cluster" error.
+            Some(c) => self.clusters.get(c).is_none_or(allowed),
+            None => self.clusters.values().any(allowed),
+        }
+    }
+
     fn node_id(&self) -> u64 {
         self.config.server.group.node_id
     }

@@ -208,6 +208,8 @@ async fn login_tokens_and_tls() {
     let mut defaults = default_keys(&dir, port);
     defaults.push(("api-port", (port + 1).to_string()));
     defaults.push(("api-bind", "127.0.0.1".to_string()));
+    defaults.push(("api-credentials", "admin:repman,viewer:view".to_string()));
+    defaults.push(("api-credentials-acl-allow", "admin:global cluster proxy db prov,viewer:".to_string()));
     write_config(&dir, &defaults, CLUSTER, &cluster_keys(&sb));
     let m = Manager::start(&dir, port, &[]).await;
     let client = http();
@@ -246,6 +248,28 @@ async fn login_tokens_and_tls() {
     let token = m.token().await;
     let (st, _) = m.get("/api/clusters", Some(&token)).await;
     assert_eq!(st, 200);
+
+    // A user without grants reads the topology but is refused actions and server reads.
+    let r = client
+        .post(m.url("/api/login"))
+        .json(&serde_json::json!({"username": "viewer", "password": "view"}))
+        .send()
+        .await
+        .unwrap();
+    let viewer = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let (st, _) = m.get(&format!("/api/clusters/{CLUSTER}/topology/servers"), Some(&viewer)).await;
+    assert_eq!(st, 200);
+    for path in [
+        format!("/api/clusters/{CLUSTER}/actions/failover"),
+        format!("/api/clusters/{CLUSTER}/actions/switchover"),
+        format!("/api/clusters/{CLUSTER}/servers/{}/master-status", sb.addr(1)),
+        format!("/api/clusters/{CLUSTER}/servers/{}/actions/maintenance", sb.addr(1)),
+    ] {
+        let (st, body) = m.get(&path, Some(&viewer)).await;
+        assert_eq!((st, body.as_str()), (403, "No valid ACL"), "GET {path} as viewer");
+    }
+    let c = m.get_json(&format!("/api/clusters/{CLUSTER}"), &token).await;
+    assert_eq!(c["apiUsers"]["viewer"]["grants"]["cluster-failover"], false);
 
     // The same router over TLS on api-port, with a self-signed certificate.
     let tls = reqwest::Client::builder()

@@ -121,6 +121,8 @@ pub trait Backend: Send + Sync + 'static {
     fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser>;
     /// True while `user` is still a configured API user (checked on every request).
     fn user_exists(&self, user: &str) -> bool;
+    /// True when `user` holds `grant` in `cluster` (or in any cluster when `None`).
+    fn has_grant(&self, cluster: Option<&str>, user: &str, grant: &str) -> bool;
     /// This node's id in the manager group.
     fn node_id(&self) -> u64;
     /// Where mutating requests run now.

@@ -95,6 +95,7 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
         .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
         .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
         .merge(mutating)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_grant::<B>))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
 
     let mut public = Router::new()
@@ -234,6 +235,29 @@ async fn forward<B: Backend>(st: &ApiState<B>, req: Request, leader: u64, http_a
 
 async fn group<B: Backend>(State(st): St<B>) -> Response {
     json(&st.backend.group())
+}
+
+/// Checks the route's grants (`acl::ROUTE_GRANTS`) for the token's user: 403 `No valid ACL`.
+async fn require_grant<B: Backend>(
+    State(st): St<B>,
+    matched: Option<axum::extract::MatchedPath>,
+    params: axum::extract::RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(template) = matched.map(|m| m.as_str().to_string()) else { return next.run(req).await };
+    let needed = crate::acl::route_grants(&template);
+    if needed.is_empty() {
+        return next.run(req).await;
+    }
+    let user = req.extensions().get::<TokenUser>().map(|u| u.0.clone()).unwrap_or_default();
+    let cluster = params.iter().find(|(k, _)| *k == "cluster").map(|(_, v)| v.to_string());
+    if needed.iter().any(|g| st.backend.has_grant(cluster.as_deref(), &user, g)) {
+        next.run(req).await
+    } else {
+        tracing::info!(%user, path = %req.uri().path(), "ACL check failed");
+        text(StatusCode::FORBIDDEN, "No valid ACL")
+    }
 }
 
 async fn status<B: Backend>(State(st): St<B>) -> Response {
