@@ -10,6 +10,7 @@ mod admin;
 mod cluster_log;
 mod config;
 mod failover;
+mod group;
 mod gtid;
 mod monitor;
 mod node;

@@ -4,7 +4,6 @@
 //! shared [`ClusterState`] that the API reads.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,8 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster_log::{ClusterLog, Level};
 use crate::config::{ClusterConfig, HostPort};
-use crate::failover::crash::{CrashRecord, PersistedCluster};
-use crate::failover::executor::{FailoverExecutor, LeaderGuard};
+use crate::failover::crash::{CrashRecord, JournalEntry, PersistedCluster};
+use crate::failover::executor::FailoverExecutor;
+use crate::group::{Coordinator, ManagerGroup};
 use crate::failover::planner::{self, Gate, GateInput};
 use crate::probe::{ProbeError, ServerProbe, ServerSnapshot};
 use crate::topology::{self, DiscoveryRules, Observation, Problem, ServerState};
@@ -99,6 +99,10 @@ pub struct ClusterState {
     pub blockers: Vec<Problem>,
     /// Returning old masters left out of replication, by server index.
     pub quarantined: BTreeMap<usize, Problem>,
+    /// The master the group decided (replicated), a hint that outranks stale replicas.
+    pub intent: Option<HostPort>,
+    /// Latest failover/switchover operations (replicated).
+    pub journal: Vec<JournalEntry>,
 }
 
 impl ClusterState {
@@ -140,17 +144,41 @@ impl ClusterState {
             topo_problems: Vec::new(),
             blockers: Vec::new(),
             quarantined: BTreeMap::new(),
+            intent: None,
+            journal: Vec::new(),
         }
     }
 
-    /// Restores what was persisted (crash records, counters, maintenance flags).
-    pub fn restore(&mut self, p: PersistedCluster) {
+    /// Applies the state replicated by the group (the truth on every node, the leader too).
+    pub fn sync_replicated(&mut self, p: Option<PersistedCluster>) {
+        let Some(p) = p else { return };
         self.crashes = p.crashes;
         self.failover_counter = p.failover_counter;
         self.failover_last_time = p.failover_last_time;
         for s in &mut self.servers {
             s.maintenance = p.maintenance.contains(&s.addr.to_string());
         }
+        self.intent = p.master.as_deref().and_then(HostPort::parse);
+        self.journal = p.journal;
+    }
+
+    /// The decisions to replicate.
+    pub fn to_persisted(&self) -> PersistedCluster {
+        PersistedCluster {
+            version: 1,
+            crashes: self.crashes.clone(),
+            failover_counter: self.failover_counter,
+            failover_last_time: self.failover_last_time,
+            maintenance: self.servers.iter().filter(|s| s.maintenance).map(|s| s.addr.to_string()).collect(),
+            master: self.intent.as_ref().map(HostPort::to_string),
+            journal: self.journal.clone(),
+        }
+    }
+
+    /// Index of the decided master, if it is one of this cluster's servers.
+    pub fn intent_index(&self) -> Option<usize> {
+        let hp = self.intent.as_ref()?;
+        self.servers.iter().position(|s| topology::same_server(&s.addr, hp))
     }
 
     /// Finds a server by its id or its `host:port`.
@@ -212,7 +240,7 @@ impl ClusterState {
                     maintenance: s.maintenance,
                 })
                 .collect();
-            topology::discover(&obs, self.master, &rules)
+            topology::discover(&obs, self.intent_index().or(self.master), &rules)
         };
 
         for i in 0..self.servers.len() {
@@ -360,16 +388,14 @@ pub struct ClusterMonitor {
     ticker: Duration,
     probe_deadline: Duration,
     commands: mpsc::Receiver<ClusterCommand>,
-    guard: Arc<dyn LeaderGuard>,
-    datadir: PathBuf,
+    group: Arc<ManagerGroup>,
 }
 
 impl ClusterMonitor {
     pub fn new(
         shared: Arc<SharedCluster>,
         commands: mpsc::Receiver<ClusterCommand>,
-        guard: Arc<dyn LeaderGuard>,
-        datadir: PathBuf,
+        group: Arc<ManagerGroup>,
     ) -> ClusterMonitor {
         let (probes, ticker, timeout) = {
             let st = shared.read();
@@ -382,11 +408,11 @@ impl ClusterMonitor {
             (probes, cfg.monitoring_ticker, cfg.connect_timeout)
         };
         // Connect, then the statements: each bounded by the timeout, the whole by twice it.
-        ClusterMonitor { shared, probes, ticker, probe_deadline: timeout * 2, commands, guard, datadir }
+        ClusterMonitor { shared, probes, ticker, probe_deadline: timeout * 2, commands, group }
     }
 
     fn executor(&self) -> FailoverExecutor<'_> {
-        FailoverExecutor { shared: &self.shared, guard: self.guard.as_ref(), datadir: &self.datadir }
+        FailoverExecutor { shared: &self.shared, coord: self.group.as_ref() }
     }
 
     /// Runs until `shutdown` turns true. A tick starts every `monitoring-ticker`, or right after
@@ -424,16 +450,42 @@ impl ClusterMonitor {
         tracing::info!(cluster = %name, "monitor stopped");
     }
 
-    /// One probe round, then the automatic decisions it allows.
+    /// One probe round (every node), then the automatic decisions (the active leader only).
     async fn tick(&mut self) {
-        let results = self.probe_all().await;
-        self.shared.write().apply_round(results);
+        self.refresh().await;
+        if !self.group.is_active() {
+            // A standby never decides: its alerts show no failover blockers of its own.
+            let mut st = self.shared.write();
+            if !st.blockers.is_empty() {
+                st.blockers.clear();
+                st.publish_problems();
+            }
+            return;
+        }
+        self.resume_interrupted().await;
         self.check_automatic_failover().await;
         self.check_rejoin().await;
     }
 
+    /// Finishes or rolls back operations a previous leader left open in the journal. They are
+    /// not subject to the failover gate: a counter must never stop completing a failover that
+    /// already promoted a new master.
+    async fn resume_interrupted(&mut self) {
+        let open: Vec<JournalEntry> = self.shared.read().journal.iter().filter(|j| j.is_open()).cloned().collect();
+        for j in open {
+            if let Err(e) = self.executor().resume(j.clone()).await {
+                let mut st = self.shared.write();
+                st.log(Level::Error, "failover", &format!("Resuming {} failed: {}", j.op_id, e.message));
+            }
+        }
+    }
+
     async fn handle(&mut self, action: Action) -> ActionResult {
         tracing::info!(cluster = %self.shared.read().config.name, ?action, "action requested");
+        let (term, node) = self.group.epoch();
+        if !self.group.is_active() {
+            return Err(ActionError::new(503, format!("node {node} is not the active leader (term {term}): action not run")));
+        }
         match action {
             Action::Failover => {
                 self.refresh().await;
@@ -443,8 +495,8 @@ impl ClusterMonitor {
                 self.refresh().await;
                 self.executor().switchover(prefmaster.as_deref()).await
             }
-            Action::ResetFailoverControl => Ok(self.executor().reset_failover_control()),
-            Action::ToggleMaintenance { server } => self.executor().toggle_maintenance(&server),
+            Action::ResetFailoverControl => self.executor().reset_failover_control().await,
+            Action::ToggleMaintenance { server } => self.executor().toggle_maintenance(&server).await,
             Action::Bootstrap { topology } => {
                 self.refresh().await;
                 self.executor().bootstrap(&topology).await
@@ -456,10 +508,15 @@ impl ClusterMonitor {
         }
     }
 
-    /// A fresh probe round before an action, so it decides on current positions.
+    /// A probe round on top of the replicated decisions (also before an action, so it decides
+    /// on current positions).
     async fn refresh(&mut self) {
         let results = self.probe_all().await;
-        self.shared.write().apply_round(results);
+        let name = self.shared.read().config.name.clone();
+        let replicated = self.group.load(&name);
+        let mut st = self.shared.write();
+        st.sync_replicated(replicated);
+        st.apply_round(results);
     }
 
     async fn check_automatic_failover(&mut self) {
@@ -494,6 +551,10 @@ impl ClusterMonitor {
                 replicas_hearing_master: hearing,
             })
         };
+        let gate = match gate {
+            Gate::Go => self.agreement().await,
+            other => other,
+        };
         let blockers = match &gate {
             Gate::Blocked { code, reason } => vec![Problem { code, desc: reason.clone(), server: None }],
             Gate::Go => match self.executor().failover(AUTOMATIC).await {
@@ -507,6 +568,30 @@ impl ClusterMonitor {
         if st.blockers != blockers {
             st.blockers = blockers;
             st.publish_problems();
+        }
+    }
+
+    /// The other managers' view: a master is failed over only when a majority of the managers
+    /// that answer (this one included) see it failed. Unreachable managers abstain.
+    async fn agreement(&self) -> Gate {
+        let (name, master) = {
+            let st = self.shared.read();
+            let Some(m) = st.master else { return Gate::Idle };
+            (st.config.name.clone(), st.servers[m].addr.to_string())
+        };
+        let (answered, failed) = self.group.failed_votes(&name, &master).await;
+        let (voters, votes) = (answered + 1, failed + 1);
+        if votes * 2 > voters {
+            if voters > 1 {
+                let msg = format!("{votes} of {voters} answering managers see master {master} failed: failing over");
+                self.shared.write().log(Level::Info, "failover", &msg);
+            }
+            Gate::Go
+        } else {
+            Gate::Blocked {
+                code: "ERR00089",
+                reason: format!("Only {votes} of {voters} answering managers see master {master} failed: no failover without a majority"),
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupNodeView, GroupView, MonitorView, ServerView};
+use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupView, MonitorView, ServerView};
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
     ServerRef, TokenKeys,
@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::{Config, HostPort};
-use crate::failover::crash;
-use crate::failover::executor::SingleNode;
+use crate::config::NodeRole;
+use crate::group::ManagerGroup;
 use crate::monitor::{self, ClusterCommand, ClusterMonitor, ClusterState, SharedCluster};
 use crate::topology::ServerState;
 use crate::views::{self, GroupStatus};
@@ -34,6 +34,7 @@ pub struct NodeBackend {
     started: AtomicBool,
     hostname: String,
     uuid: String,
+    group: Arc<ManagerGroup>,
 }
 
 impl NodeBackend {
@@ -41,9 +42,10 @@ impl NodeBackend {
         self.clusters.get(name)
     }
 
-    /// Until the manager group exists, a single node is its own active leader.
+    /// Active/standby and split-brain, from the manager group.
     fn group_status(&self) -> GroupStatus {
-        GroupStatus { active: true, split_brain: false, lost_majority: false }
+        let s = self.group.status();
+        GroupStatus { active: s.active, split_brain: s.lost_quorum, lost_majority: s.lost_quorum }
     }
 
     fn working_dir(&self, cluster: &str) -> String {
@@ -70,15 +72,19 @@ fn same_secret(a: &str, b: &str) -> bool {
     diff == 0
 }
 
-fn health_of(st: &ClusterState, idx: usize, check: HealthCheck, active: bool) -> Health {
+fn health_of(st: &ClusterState, idx: usize, check: HealthCheck) -> Health {
     let srv = &st.servers[idx];
     let Some(snap) = &srv.snapshot else { return Health::NotValid };
-    if !active || srv.maintenance || srv.state.is_down() || !srv.is_up() {
+    if srv.maintenance || srv.state.is_down() || !srv.is_up() {
         return Health::NotValid;
     }
     let valid = match check {
         HealthCheck::Master => {
-            !st.in_failover && st.master == Some(idx) && srv.state == ServerState::Master && !snap.read_only
+            !st.in_failover
+                && st.master == Some(idx)
+                && st.intent_index().is_none_or(|i| i == idx)
+                && srv.state == ServerState::Master
+                && !snap.read_only
         }
         HealthCheck::Slave => {
             srv.state == ServerState::Slave
@@ -214,7 +220,8 @@ impl Backend for NodeBackend {
         };
         match idx {
             None => Health::NotFound,
-            Some(i) => health_of(&st, i, check, self.group_status().active),
+            // The same answer on every node: the group's decided master, seen healthy here.
+            Some(i) => health_of(&st, i, check),
         }
     }
 
@@ -254,35 +261,25 @@ impl Backend for NodeBackend {
         }
     }
 
+    fn master_view(&self, cluster: &str) -> Option<Value> {
+        let st = self.cluster_state(cluster)?.read();
+        let (master, state, fail_count) = match st.master {
+            Some(m) => (st.servers[m].addr.to_string(), st.servers[m].state.to_string(), st.servers[m].fail_count),
+            None => (String::new(), String::new(), 0),
+        };
+        Some(json!({"role": self.group.role().as_str(), "master": master, "state": state, "failCount": fail_count}))
+    }
+
     fn node_id(&self) -> u64 {
-        self.config.server.group.node_id
+        self.group.node_id()
     }
 
     fn leader_route(&self) -> LeaderRoute {
-        LeaderRoute::Local
+        self.group.leader_route()
     }
 
     fn group(&self) -> GroupView {
-        let g = &self.config.server.group;
-        GroupView {
-            node_id: g.node_id,
-            status: "A".to_string(),
-            state: "Leader".to_string(),
-            term: 0,
-            leader: Some(g.node_id),
-            split_brain: false,
-            millis_since_quorum_ack: None,
-            millis_since_leader_contact: None,
-            last_applied: None,
-            nodes: vec![GroupNodeView {
-                id: g.node_id,
-                raft_addr: g.bind.clone(),
-                http_addr: format!("{}:{}", self.config.server.http_bind_address, self.config.server.http_port),
-                role: g.role.as_str().to_string(),
-                is_leader: true,
-                is_self: true,
-            }],
-        }
+        self.group.view()
     }
 
     fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
@@ -300,25 +297,8 @@ impl Backend for NodeBackend {
     }
 }
 
-/// Loads the token signing key from the data directory, creating it (mode 0600) on first start,
-/// so tokens stay valid across restarts.
-fn load_or_create_token_key(datadir: &Path) -> anyhow::Result<Vec<u8>> {
-    let path = datadir.join("api-token.key");
-    if path.exists() {
-        let hex = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let key = decode_hex(hex.trim()).with_context(|| format!("{} is not a hex key", path.display()))?;
-        anyhow::ensure!(key.len() >= 32, "{} holds a key shorter than 32 bytes", path.display());
-        return Ok(key);
-    }
-    use rand::RngCore;
-    let mut key = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut key);
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, hex.as_bytes())?;
-    Ok(key)
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
+/// Decodes a hex string.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
@@ -351,14 +331,14 @@ fn hostname() -> String {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let datadir = config.server.datadir.clone();
     std::fs::create_dir_all(&datadir).with_context(|| format!("creating monitoring-datadir {}", datadir.display()))?;
-    let token_key = load_or_create_token_key(&datadir)?;
+    let group = ManagerGroup::start(&config.server).await?;
 
     let mut clusters = BTreeMap::new();
     let mut commands = BTreeMap::new();
     let mut receivers = Vec::new();
     for c in &config.clusters {
         let mut state = ClusterState::new(c.clone());
-        state.restore(crash::load(&datadir, &c.name)?);
+        state.sync_replicated(crate::group::Coordinator::load(group.as_ref(), &c.name));
         clusters.insert(c.name.clone(), SharedCluster::new(state));
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         commands.insert(c.name.clone(), tx);
@@ -372,22 +352,60 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         started: AtomicBool::new(false),
         hostname: hostname(),
         uuid: format!("{:032x}", rand::random::<u128>()),
+        group: group.clone(),
     });
     let state = Arc::new(ApiState {
         backend: backend.clone(),
-        keys: TokenKeys::new(&token_key),
+        keys: std::sync::RwLock::new(None),
         limiter: LoginLimiter::default(),
         forwarder: replication_manager_api::router::forwarding_client(),
     });
-    let app = replication_manager_api::router(state);
+    let app = replication_manager_api::router(state.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let guard: Arc<dyn crate::failover::executor::LeaderGuard> = Arc::new(SingleNode);
-    for (name, rx) in receivers {
-        let Some(shared) = backend.clusters.get(&name) else { continue };
-        let monitor = ClusterMonitor::new(shared.clone(), rx, guard.clone(), datadir.clone());
-        tasks.spawn(monitor.run(stop_rx.clone()));
+    if group.role() == NodeRole::Manager {
+        for (name, rx) in receivers {
+            let Some(shared) = backend.clusters.get(&name) else { continue };
+            let monitor = ClusterMonitor::new(shared.clone(), rx, group.clone());
+            tasks.spawn(monitor.run(stop_rx.clone()));
+        }
+    } else {
+        tracing::info!("arbitrator: no database is probed or touched by this node");
+        let g = group.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                g.hand_over_if_arbitrator().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    {
+        // The token key is replicated by the group; login waits for it (503 until then).
+        let g = group.clone();
+        let st = state.clone();
+        let b = backend.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    key = g.token_key(Duration::from_secs(5)) => match key {
+                        Ok(k) => {
+                            st.set_keys(TokenKeys::new(&k));
+                            b.started.store(true, Ordering::Relaxed);
+                            tracing::info!("token signing key available: API logins open");
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "waiting for the manager group"),
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
     }
 
     if config.server.http_server {
@@ -428,8 +446,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    backend.started.store(true, Ordering::Relaxed);
-    tracing::info!(clusters = ?backend.cluster_names(), "replication-manager started");
+    tracing::info!(clusters = ?backend.cluster_names(), node = group.node_id(), "replication-manager started");
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -438,6 +455,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
         tracing::warn!("some tasks did not stop within 10 s; exiting anyway");
     }
+    group.shutdown().await;
     Ok(())
 }
 

@@ -123,6 +123,8 @@ pub trait Backend: Send + Sync + 'static {
     fn user_exists(&self, user: &str) -> bool;
     /// True when `user` holds `grant` in `cluster` (or in any cluster when `None`).
     fn has_grant(&self, cluster: Option<&str>, user: &str, grant: &str) -> bool;
+    /// `{"role","master","state","failCount"}`: how this node sees the cluster's master.
+    fn master_view(&self, cluster: &str) -> Option<serde_json::Value>;
     /// This node's id in the manager group.
     fn node_id(&self) -> u64;
     /// Where mutating requests run now.

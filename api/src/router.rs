@@ -20,7 +20,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Shared state of every handler.
 pub struct ApiState<B> {
     pub backend: Arc<B>,
-    pub keys: TokenKeys,
+    /// The token signing key, once the manager group has replicated one.
+    pub keys: std::sync::RwLock<Option<Arc<TokenKeys>>>,
     pub limiter: LoginLimiter,
     /// Client used to forward mutating requests to the leader (its own pool, no proxy).
     pub forwarder: reqwest::Client,
@@ -44,6 +45,18 @@ pub fn forwarding_client() -> reqwest::Client {
 }
 
 type St<B> = State<Arc<ApiState<B>>>;
+
+impl<B> ApiState<B> {
+    /// The signing key, when available.
+    pub fn keys(&self) -> Option<Arc<TokenKeys>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs the signing key.
+    pub fn set_keys(&self, keys: TokenKeys) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
+    }
+}
 
 /// The user a valid token names (put in request extensions by the token middleware).
 #[derive(Debug, Clone)]
@@ -101,7 +114,8 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
     let mut public = Router::new()
         .route("/api/status", get(status::<B>))
         .route("/api/login", post(login::<B>))
-        .route("/api/clusters/{cluster}/status", get(cluster_status::<B>));
+        .route("/api/clusters/{cluster}/status", get(cluster_status::<B>))
+        .route("/api/internal/clusters/{cluster}/master-view", get(master_view::<B>));
     // Health checks: 2.0 paths without /api, and 2.1 paths under both prefixes.
     for prefix in ["/clusters", "/api/clusters"] {
         for (suffix, check) in [
@@ -146,7 +160,10 @@ async fn cors(req: Request, next: Next) -> Response {
 
 async fn require_token<B: Backend>(State(st): St<B>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let checked = bearer(header).and_then(|t| st.keys.verify(t)).and_then(|claims| {
+    let Some(keys) = st.keys() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "The manager group has not replicated a token signing key yet (no leader): retry");
+    };
+    let checked = bearer(header).and_then(|t| keys.verify(t)).and_then(|claims| {
         if st.backend.user_exists(&claims.user.name) {
             Ok(claims)
         } else {
@@ -233,6 +250,11 @@ async fn forward<B: Backend>(st: &ApiState<B>, req: Request, leader: u64, http_a
     (status, headers, bytes).into_response()
 }
 
+/// How this node sees the master of a cluster (asked by the leader before a failover).
+async fn master_view<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.master_view(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
 async fn group<B: Backend>(State(st): St<B>) -> Response {
     json(&st.backend.group())
 }
@@ -285,7 +307,10 @@ async fn login<B: Backend>(State(st): St<B>, headers: HeaderMap, body: Bytes) ->
         return text(StatusCode::FORBIDDEN, "Invalid credentials");
     };
     st.limiter.succeeded(&req.username);
-    let token = match st.keys.issue(&user.name, user.token_ttl) {
+    let Some(keys) = st.keys() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "The manager group has not replicated a token signing key yet (no leader): retry");
+    };
+    let token = match keys.issue(&user.name, user.token_ttl) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "signing a token failed");

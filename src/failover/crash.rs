@@ -1,10 +1,6 @@
-//! Crash records (one per failover or switchover) and the cluster's persisted decisions:
-//! failover counter, last failover time, maintenance flags. Written atomically to
-//! `<monitoring-datadir>/<cluster>/state.json` so they survive a restart.
+//! Crash records (one per failover or switchover), the operation journal, and the cluster
+//! decisions the manager group replicates: master, failover counter and time, maintenance flags.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// What was known when a master was replaced: the evidence a later rejoin relies on.
@@ -39,9 +35,40 @@ pub struct CrashRecord {
     pub switchover: bool,
     /// Why it ran (automatic failover, API request, ...).
     pub trigger: String,
+    /// The old master had semi-sync enabled (the new one gets it too).
+    #[serde(default)]
+    pub semi_sync_cluster: bool,
 }
 
-/// Everything about a cluster that must survive a restart.
+/// One failover or switchover as it runs: replicated before the first database mutation and
+/// after each milestone, so a new leader can finish or roll back an interrupted operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub op_id: String,
+    /// `failover` or `switchover`.
+    pub kind: String,
+    pub trigger: String,
+    pub old_master: String,
+    pub candidate: String,
+    /// `started` (nothing promoted yet), `promoted` (candidate writable), `done`, `aborted`,
+    /// `rolled_back`, `failed`.
+    pub status: String,
+    /// Raft term and node of the leader that ran it (the failover epoch).
+    pub term: u64,
+    pub node: u64,
+    /// Evidence gathered at election, completed into the crash record when done.
+    pub evidence: CrashRecord,
+    pub updated_at: u64,
+}
+
+impl JournalEntry {
+    /// Still needs a leader to finish it.
+    pub fn is_open(&self) -> bool {
+        self.status == "started" || self.status == "promoted"
+    }
+}
+
+/// Everything about a cluster that the manager group replicates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PersistedCluster {
     pub version: u32,
@@ -50,56 +77,31 @@ pub struct PersistedCluster {
     pub failover_last_time: u64,
     /// `host:port` of servers in maintenance.
     pub maintenance: Vec<String>,
+    /// The master the group decided (`host:port`), once a failover, switchover or bootstrap ran.
+    #[serde(default)]
+    pub master: Option<String>,
+    /// The latest operations (bounded).
+    #[serde(default)]
+    pub journal: Vec<JournalEntry>,
 }
 
-/// How many crash records are kept (the Go project keeps 5 failover files; we keep more).
+/// How many crash records are kept.
 pub const CRASHES_KEPT: usize = 50;
-
-/// The state file of `cluster` under `datadir`.
-pub fn state_path(datadir: &Path, cluster: &str) -> PathBuf {
-    datadir.join(cluster).join("state.json")
-}
-
-/// Loads the persisted state (default when the file does not exist).
-pub fn load(datadir: &Path, cluster: &str) -> anyhow::Result<PersistedCluster> {
-    let path = state_path(datadir, cluster);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PersistedCluster { version: 1, ..Default::default() }),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Saves the persisted state atomically (write, fsync, rename).
-pub fn save(datadir: &Path, cluster: &str, state: &PersistedCluster) -> anyhow::Result<()> {
-    let path = state_path(datadir, cluster);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let bytes = serde_json::to_vec_pretty(state).context("encoding cluster state")?;
-    crate::node::write_private(&path, &bytes)
-}
+/// How many journal entries are kept.
+pub const JOURNAL_KEPT: usize = 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn roundtrip() {
-        let dir = std::env::temp_dir().join(format!("rm-crash-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(load(&dir, "c1").unwrap().failover_counter, 0);
-        let s = PersistedCluster {
-            version: 1,
-            crashes: vec![CrashRecord { old_master: "a:1".into(), ..Default::default() }],
-            failover_counter: 2,
-            failover_last_time: 10,
-            maintenance: vec!["b:2".into()],
-        };
-        save(&dir, "c1", &s).unwrap();
-        assert_eq!(load(&dir, "c1").unwrap(), s);
-        std::fs::write(state_path(&dir, "c1"), b"{not json").unwrap();
-        assert!(load(&dir, "c1").is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+    fn older_states_without_new_fields_still_load() {
+        let v = serde_json::json!({"version": 1, "crashes": [], "failover_counter": 2, "failover_last_time": 5, "maintenance": []});
+        let p: PersistedCluster = serde_json::from_value(v).unwrap();
+        assert_eq!(p.failover_counter, 2);
+        assert!(p.master.is_none() && p.journal.is_empty());
+        let j = JournalEntry { status: "promoted".into(), ..Default::default() };
+        assert!(j.is_open());
+        assert!(!JournalEntry { status: "done".into(), ..Default::default() }.is_open());
     }
 }

@@ -1,10 +1,9 @@
 //! `FailoverExecutor`: runs failover, switchover and rejoin steps against the servers. Every
-//! statement has a deadline, every database mutation is preceded by a leadership check
-//! ([`LeaderGuard`]), and a switchover that fails before the promotion undoes what it did.
+//! statement has a deadline, every database mutation is preceded by a fresh leadership check
+//! ([`Coordinator::check`]), each operation is journaled through the manager group before its
+//! first mutation and at each milestone, and a switchover that fails before the promotion undoes
+//! what it did.
 
-use std::future::Future;
-use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
 use replication_manager_api::ActionError;
@@ -12,7 +11,8 @@ use replication_manager_api::ActionError;
 use crate::admin::{AdminConn, AdminError};
 use crate::cluster_log::Level;
 use crate::config::{ClusterConfig, HostPort};
-use crate::failover::crash::{self, CrashRecord, PersistedCluster, CRASHES_KEPT};
+use crate::failover::crash::{CrashRecord, JournalEntry, CRASHES_KEPT, JOURNAL_KEPT};
+use crate::group::Coordinator;
 use crate::failover::planner::{self, Candidate, ElectionKind, ElectionRules};
 use crate::gtid::GtidPos;
 use crate::monitor::{ClusterState, SharedCluster};
@@ -25,23 +25,6 @@ pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
 pub const DUMP_DEADLINE: Duration = Duration::from_secs(1800);
 /// How long replicas may take to reach the locked master's position during a switchover.
 pub const SWITCHOVER_CATCHUP_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Decides whether this node may mutate databases right now. The single-node manager always
-/// may; the manager group checks a fresh leader lease (an isolated leader keeps reporting
-/// Leader, so a stale role is not enough).
-pub trait LeaderGuard: Send + Sync {
-    /// Ok, or why this node must not act (logged and returned to the caller).
-    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
-}
-
-/// The guard of a manager running alone.
-pub struct SingleNode;
-
-impl LeaderGuard for SingleNode {
-    fn check<'a>(&'a self, _action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 fn err500(e: impl std::fmt::Display) -> ActionError {
     ActionError::new(500, e.to_string())
@@ -57,8 +40,7 @@ impl From<AdminError> for ActionError {
 /// probing never interleave.
 pub struct FailoverExecutor<'a> {
     pub shared: &'a SharedCluster,
-    pub guard: &'a dyn LeaderGuard,
-    pub datadir: &'a Path,
+    pub coord: &'a dyn Coordinator,
 }
 
 /// Resets `in_failover` however the action ends.
@@ -148,7 +130,7 @@ impl FailoverExecutor<'_> {
 
     /// Runs `statement` on `conn` after a fresh leadership check.
     async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), ActionError> {
-        self.guard
+        self.coord
             .check(step)
             .await
             .map_err(|why| ActionError::new(503, format!("not acting on databases ({step}): {why}")))?;
@@ -183,19 +165,44 @@ impl FailoverExecutor<'_> {
         Ok(())
     }
 
-    fn persist(&self) {
-        let st = self.shared.read();
-        let p = PersistedCluster {
-            version: 1,
-            crashes: st.crashes.clone(),
-            failover_counter: st.failover_counter,
-            failover_last_time: st.failover_last_time,
-            maintenance: st.servers.iter().filter(|s| s.maintenance).map(|s| s.addr.to_string()).collect(),
+    /// Replicates the cluster's decisions through the group; Ok once a quorum has them.
+    async fn replicate(&self, op_id: &str) -> Result<(), ActionError> {
+        let (name, state) = {
+            let st = self.shared.read();
+            (st.config.name.clone(), st.to_persisted())
         };
-        let name = st.config.name.clone();
-        drop(st);
-        if let Err(e) = crash::save(self.datadir, &name, &p) {
-            self.log(Level::Error, &format!("Could not persist cluster state: {e:#}"));
+        self.coord.save(&name, state, op_id.to_string()).await.map_err(|e| {
+            self.log(Level::Error, &format!("Could not replicate the decision {op_id}: {e}"));
+            ActionError::new(503, format!("decision not replicated by the manager group: {e}"))
+        })
+    }
+
+    /// Records `entry` in the journal (replacing the same op id) and replicates it.
+    async fn journal(&self, entry: &JournalEntry) -> Result<(), ActionError> {
+        {
+            let mut st = self.shared.write();
+            st.journal.retain(|j| j.op_id != entry.op_id);
+            st.journal.push(JournalEntry { updated_at: now_unix(), ..entry.clone() });
+            let excess = st.journal.len().saturating_sub(JOURNAL_KEPT);
+            st.journal.drain(..excess);
+        }
+        let step = format!("{}:{}", entry.op_id, entry.status);
+        self.replicate(&step).await
+    }
+
+    fn new_journal(&self, kind: &str, trigger: &str, old: &HostPort, candidate: &HostPort, evidence: CrashRecord) -> JournalEntry {
+        let (term, node) = self.coord.epoch();
+        JournalEntry {
+            op_id: evidence.id.clone(),
+            kind: kind.to_string(),
+            trigger: trigger.to_string(),
+            old_master: old.to_string(),
+            candidate: candidate.to_string(),
+            status: "started".to_string(),
+            term,
+            node,
+            evidence,
+            updated_at: now_unix(),
         }
     }
 
@@ -237,6 +244,39 @@ impl FailoverExecutor<'_> {
             &format!("Failover ({trigger}): electing {} to replace master {} (domain {domain})", cand.addr, old.addr),
         );
 
+        let repl = cand_snap.managed_replication(&cfg.replication_source_name).cloned().unwrap_or_default();
+        let old_gtid = old.snapshot.as_ref().map(|s| s.gtid_binlog_pos.clone()).unwrap_or_default();
+        let io = GtidPos::parse_lenient(&repl.gtid_io_pos);
+        let at_risk: Vec<String> = old_gtid
+            .ahead_of(&io)
+            .into_iter()
+            .map(|(g, base)| format!("{}-{}-{}..{}", g.domain_id, g.server_id, base + 1, g.seq_no))
+            .collect();
+        let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
+        let mut record = CrashRecord {
+            id: op_id("failover"),
+            old_master: old.addr.to_string(),
+            old_master_gtid: old_gtid.to_string(),
+            old_master_log_file: repl.master_log_file.clone(),
+            old_master_log_pos: repl.read_master_log_pos.clone(),
+            elected_master: cand.addr.to_string(),
+            elected_io_gtid: repl.gtid_io_pos.clone(),
+            old_master_semi_sync: old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_status),
+            elected_semi_sync: cand_snap.semi_sync_slave_status,
+            gtids_at_risk: at_risk,
+            domain,
+            unix_timestamp: now_unix(),
+            switchover: false,
+            trigger: trigger.to_string(),
+            semi_sync_cluster: semi_sync,
+            ..Default::default()
+        };
+        // Journaled before the first mutation: a new leader can finish or abort it.
+        let mut journal = self.new_journal("failover", trigger, &old.addr, &cand.addr, record.clone());
+        self.journal(&journal).await?;
+        let (term, node) = self.coord.epoch();
+        self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
+
         // A live old master is fenced first, so there is never a second writable master.
         if old.is_up() {
             let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
@@ -250,7 +290,6 @@ impl FailoverExecutor<'_> {
             }
         }
 
-        let repl = cand_snap.managed_replication(&cfg.replication_source_name).cloned().unwrap_or_default();
         let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
         if !repl.gtid_io_pos.is_empty() {
             let wait = sql::master_gtid_wait(&repl.gtid_io_pos, RELAY_APPLY_DEADLINE.as_secs());
@@ -261,68 +300,79 @@ impl FailoverExecutor<'_> {
                     cand.addr, repl.gtid_io_pos, RELAY_APPLY_DEADLINE
                 );
                 self.log(Level::Error, &msg);
+                journal.status = "aborted".to_string();
+                let _ = self.journal(&journal).await;
                 return Err(ActionError::new(500, msg));
             }
         }
         self.mutate(&mut c, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await?;
         self.mutate(&mut c, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
-        let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
+        c.close().await;
+        self.promote(&cfg, w, semi_sync, &mut record).await?;
+        journal.status = "promoted".to_string();
+        journal.evidence = record.clone();
+        self.shared.write().intent = Some(cand.addr.clone());
+        self.journal(&journal).await?;
+        self.finish_failover(&cfg, m, w, record, journal).await
+    }
+
+    /// Opens the candidate `w` for writes (semi-sync master first when the cluster used it) and
+    /// records its new coordinates in `record`.
+    async fn promote(&self, cfg: &ClusterConfig, w: usize, semi_sync: bool, record: &mut CrashRecord) -> Result<(), ActionError> {
+        let cand = self.shared.read().servers[w].clone();
+        let flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+        let mut c = self.admin(cfg, &cand.addr, flavor).await?;
         if semi_sync {
             self.mutate(&mut c, "semi-sync master on", sql::SEMISYNC_MASTER_ON).await?;
         }
         self.mutate(&mut c, "open new master for writes", sql::READ_ONLY_OFF).await?;
-        let status = c.row(sql::master_status(cand_snap.flavor)).await.ok().flatten().unwrap_or_default();
-        let new_gtid = c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.ok().flatten().unwrap_or_default();
+        let status = c.row(sql::master_status(flavor)).await.ok().flatten().unwrap_or_default();
+        record.new_master_gtid = c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.ok().flatten().unwrap_or_default();
+        record.new_master_log_file = status.first().cloned().flatten().unwrap_or_default();
+        record.new_master_log_pos = status.get(1).cloned().flatten().unwrap_or_default();
         c.close().await;
-        self.log(Level::Info, &format!("New master {} is writable (gtid_binlog_pos {new_gtid})", cand.addr));
+        self.log(Level::Info, &format!("New master {} is writable (gtid_binlog_pos {})", cand.addr, record.new_master_gtid));
+        Ok(())
+    }
 
-        let mut repoint_errors = Vec::new();
+    /// Repoints every reachable server but `skip` (and those in maintenance) to `new`, unless it
+    /// already replicates from it. Returns the servers that could not be repointed.
+    async fn repoint_others(&self, cfg: &ClusterConfig, skip: &[usize], new: &HostPort) -> Vec<String> {
+        let st = self.snapshot();
+        let mut errors = Vec::new();
         for (i, s) in st.servers.iter().enumerate() {
-            if i == w || i == m || !s.is_up() || s.maintenance {
+            if skip.contains(&i) || !s.is_up() || s.maintenance {
+                continue;
+            }
+            let already = s.snapshot.as_ref().and_then(|x| x.managed_replication(&cfg.replication_source_name)).is_some_and(|r| {
+                crate::topology::same_server(&r.source(), new) && r.is_running()
+            });
+            if already {
                 continue;
             }
             let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
-            match self.repoint(&cfg, &s.addr, flavor, &cand.addr).await {
-                Ok(()) => self.log(Level::Info, &format!("Replica {} now replicates from {}", s.addr, cand.addr)),
+            match self.repoint(cfg, &s.addr, flavor, new).await {
+                Ok(()) => self.log(Level::Info, &format!("Replica {} now replicates from {new}", s.addr)),
                 Err(e) => {
                     self.log(Level::Error, &format!("Could not repoint {}: {}", s.addr, e.message));
-                    repoint_errors.push(s.addr.to_string());
+                    errors.push(s.addr.to_string());
                 }
             }
         }
+        errors
+    }
 
-        let old_gtid = old.snapshot.as_ref().map(|s| s.gtid_binlog_pos.clone()).unwrap_or_default();
-        let io = GtidPos::parse_lenient(&repl.gtid_io_pos);
-        let at_risk: Vec<String> = old_gtid
-            .ahead_of(&io)
-            .into_iter()
-            .map(|(g, base)| format!("{}-{}-{}..{}", g.domain_id, g.server_id, base + 1, g.seq_no))
-            .collect();
-        if !at_risk.is_empty() {
+    /// After the promotion of `w`: repoints the other replicas, records the crash, bumps the
+    /// counter, and replicates it all with the journal entry closed.
+    async fn finish_failover(&self, cfg: &ClusterConfig, m: usize, w: usize, record: CrashRecord, mut journal: JournalEntry) -> Result<String, ActionError> {
+        let cand = self.shared.read().servers[w].addr.clone();
+        let repoint_errors = self.repoint_others(cfg, &[m, w], &cand).await;
+        if !record.gtids_at_risk.is_empty() {
             self.log(
                 Level::Warn,
-                &format!("Transactions of {} last seen but not received by {}: {}", old.addr, cand.addr, at_risk.join(",")),
+                &format!("Transactions of {} last seen but not received by {cand}: {}", record.old_master, record.gtids_at_risk.join(",")),
             );
         }
-        let record = CrashRecord {
-            id: op_id("failover"),
-            old_master: old.addr.to_string(),
-            old_master_gtid: old_gtid.to_string(),
-            old_master_log_file: repl.master_log_file.clone(),
-            old_master_log_pos: repl.read_master_log_pos.clone(),
-            elected_master: cand.addr.to_string(),
-            elected_io_gtid: repl.gtid_io_pos.clone(),
-            new_master_gtid: new_gtid,
-            new_master_log_file: status.first().cloned().flatten().unwrap_or_default(),
-            new_master_log_pos: status.get(1).cloned().flatten().unwrap_or_default(),
-            old_master_semi_sync: old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_status),
-            elected_semi_sync: cand_snap.semi_sync_slave_status,
-            gtids_at_risk: at_risk,
-            domain,
-            unix_timestamp: now_unix(),
-            switchover: false,
-            trigger: trigger.to_string(),
-        };
         {
             let mut st = self.shared.write();
             st.crashes.push(record);
@@ -331,18 +381,106 @@ impl FailoverExecutor<'_> {
             st.failover_counter += 1;
             st.failover_last_time = now_unix();
             st.master = Some(w);
+            st.intent = Some(cand.clone());
             st.servers[w].state = ServerState::Master;
             st.servers[w].fail_count = 0;
             let msg = format!(
-                "Master switch on {} complete: failover counter {}{}",
-                cand.addr,
+                "Master switch on {cand} complete: failover counter {}{}",
                 st.failover_counter,
                 if repoint_errors.is_empty() { String::new() } else { format!(", not repointed: {}", repoint_errors.join(", ")) }
             );
             st.log(Level::Warn, "failover", &msg);
         }
-        self.persist();
-        Ok(format!("Failover done: new master {}", cand.addr))
+        journal.status = "done".to_string();
+        self.journal(&journal).await?;
+        Ok(format!("Failover done: new master {cand}"))
+    }
+
+    /// Finishes or rolls back an operation a previous leader left open (see
+    /// [`planner::resume_step`]).
+    pub async fn resume(&self, j: JournalEntry) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let find = |a: &str| {
+            let hp = HostPort::parse(a)?;
+            st.servers.iter().position(|s| crate::topology::same_server(&s.addr, &hp))
+        };
+        let mut j = j;
+        let (Some(m), Some(w)) = (find(&j.old_master), find(&j.candidate)) else {
+            j.status = "failed".to_string();
+            self.journal(&j).await?;
+            return Err(ActionError::new(500, format!("{}: servers of the journal are not in this cluster", j.op_id)));
+        };
+        let cand = st.servers[w].clone();
+        let replicating = cand.snapshot.as_ref().and_then(|s| s.managed_replication(&cfg.replication_source_name)).is_some();
+        let writable = cand.snapshot.as_ref().is_some_and(|s| !s.read_only);
+        let step = planner::resume_step(&j.status, cand.is_up(), replicating);
+        let (term, node) = self.coord.epoch();
+        self.log(
+            Level::Warn,
+            &format!(
+                "Resuming {} {} left '{}' by node {} in term {}: {step:?} (now node {node}, term {term})",
+                j.kind, j.op_id, j.status, j.node, j.term
+            ),
+        );
+        let _busy = InFailover::enter(self.shared)?;
+        match step {
+            planner::ResumeStep::CandidateDown => {
+                j.status = "failed".to_string();
+                self.journal(&j).await?;
+                Err(ActionError::new(500, format!("{}: candidate {} is down", j.op_id, cand.addr)))
+            }
+            planner::ResumeStep::Abort => {
+                if j.kind == "switchover" {
+                    // The dead leader's lock went with its session; the old master is still the
+                    // master, only read-only: reopen it.
+                    let old = st.servers[m].clone();
+                    if old.is_up() {
+                        let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+                        let mut c = self.admin(&cfg, &old.addr, flavor).await?;
+                        self.mutate(&mut c, "reopen old master", sql::READ_ONLY_OFF).await?;
+                        c.close().await;
+                    }
+                    j.status = "rolled_back".to_string();
+                } else {
+                    j.status = "aborted".to_string();
+                }
+                self.journal(&j).await?;
+                Ok(format!("{} {}", j.op_id, j.status))
+            }
+            planner::ResumeStep::Complete => {
+                let mut record = j.evidence.clone();
+                if !writable {
+                    self.promote(&cfg, w, record.semi_sync_cluster, &mut record).await?;
+                }
+                j.status = "promoted".to_string();
+                j.evidence = record.clone();
+                self.shared.write().intent = Some(cand.addr.clone());
+                self.journal(&j).await?;
+                if j.kind == "switchover" {
+                    let old = st.servers[m].clone();
+                    if old.is_up() {
+                        let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+                        let mut c = self.admin(&cfg, &old.addr, flavor).await?;
+                        self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+                        c.close().await;
+                        self.repoint(&cfg, &old.addr, flavor, &cand.addr).await?;
+                    }
+                    self.repoint_others(&cfg, &[m, w], &cand.addr).await;
+                    {
+                        let mut st = self.shared.write();
+                        st.crashes.push(record);
+                        let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
+                        st.crashes.drain(..excess);
+                        st.master = Some(w);
+                    }
+                    j.status = "done".to_string();
+                    self.journal(&j).await?;
+                    return Ok(format!("{} completed", j.op_id));
+                }
+                self.finish_failover(&cfg, m, w, record, j).await
+            }
+        }
     }
 
     /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
@@ -391,43 +529,58 @@ impl FailoverExecutor<'_> {
         }
         let _busy = InFailover::enter(self.shared)?;
         self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+        let mut record = CrashRecord {
+            id: op_id("switchover"),
+            old_master: old.addr.to_string(),
+            elected_master: cand.addr.to_string(),
+            old_master_semi_sync: old_snap.semi_sync_master_status,
+            elected_semi_sync: cand.snapshot.as_ref().is_some_and(|s| s.semi_sync_slave_status),
+            domain,
+            unix_timestamp: now_unix(),
+            switchover: true,
+            trigger: "API switchover".to_string(),
+            semi_sync_cluster: old_snap.semi_sync_master_enabled,
+            ..Default::default()
+        };
+        let mut journal = self.new_journal("switchover", "API switchover", &old.addr, &cand.addr, record.clone());
+        self.journal(&journal).await?;
 
         // 1. Fence the old master: no new write is accepted from here on.
         self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await?;
         let fenced = self.fence_and_read_position(&cfg, &mut oldc).await;
         let pos = match fenced {
             Ok(pos) => pos,
-            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e).await),
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await),
         };
         self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
 
         // 2. Candidate catches up, then is promoted.
         let mut candc = match self.admin(&cfg, &cand.addr, cand_flavor).await {
             Ok(c) => c,
-            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into()).await),
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into(), &mut journal).await),
         };
         let wait = sql::master_gtid_wait(&pos, SWITCHOVER_CATCHUP_DEADLINE.as_secs());
         match candc.value(&wait, SWITCHOVER_CATCHUP_DEADLINE + Duration::from_secs(5)).await {
             Ok(Some(v)) if v == "0" => {}
             Ok(v) => {
                 let e = ActionError::new(500, format!("{} did not reach {pos} within {:?} ({v:?})", cand.addr, SWITCHOVER_CATCHUP_DEADLINE));
-                return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e).await);
+                return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
             }
-            Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into()).await),
+            Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into(), &mut journal).await),
         }
         if let Err(e) = self.mutate(&mut candc, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await {
-            return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e).await);
+            return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
         }
         // Past this point the candidate forgets its source: forward only.
         self.mutate(&mut candc, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
-        if old_snap.semi_sync_master_enabled {
-            self.mutate(&mut candc, "semi-sync master on", sql::SEMISYNC_MASTER_ON).await?;
-        }
-        self.mutate(&mut candc, "open new master for writes", sql::READ_ONLY_OFF).await?;
-        let status = candc.row(sql::master_status(cand_flavor)).await.ok().flatten().unwrap_or_default();
-        let new_gtid = candc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.ok().flatten().unwrap_or_default();
         candc.close().await;
-        self.log(Level::Info, &format!("New master {} is writable", cand.addr));
+        record.old_master_gtid = pos.clone();
+        record.elected_io_gtid = pos.clone();
+        self.promote(&cfg, w, old_snap.semi_sync_master_enabled, &mut record).await?;
+        journal.status = "promoted".to_string();
+        journal.evidence = record.clone();
+        self.shared.write().intent = Some(cand.addr.clone());
+        self.journal(&journal).await?;
 
         // 3. The old master becomes a replica of the new one.
         let cm = Self::change_master_sql(&cfg, &cand.addr);
@@ -469,23 +622,6 @@ impl FailoverExecutor<'_> {
             }
         }
 
-        let record = CrashRecord {
-            id: op_id("switchover"),
-            old_master: old.addr.to_string(),
-            old_master_gtid: pos.clone(),
-            elected_master: cand.addr.to_string(),
-            elected_io_gtid: pos,
-            new_master_gtid: new_gtid,
-            new_master_log_file: status.first().cloned().flatten().unwrap_or_default(),
-            new_master_log_pos: status.get(1).cloned().flatten().unwrap_or_default(),
-            old_master_semi_sync: old_snap.semi_sync_master_status,
-            elected_semi_sync: cand.snapshot.as_ref().is_some_and(|s| s.semi_sync_slave_status),
-            domain,
-            unix_timestamp: now_unix(),
-            switchover: true,
-            trigger: "API switchover".to_string(),
-            ..Default::default()
-        };
         {
             let mut st = self.shared.write();
             st.crashes.push(record);
@@ -495,7 +631,9 @@ impl FailoverExecutor<'_> {
             st.servers[w].state = ServerState::Master;
             st.log(Level::Warn, "failover", &format!("Master switch on {} complete (switchover)", cand.addr));
         }
-        self.persist();
+        journal.status = "done".to_string();
+        journal.evidence = self.shared.read().crashes.last().cloned().unwrap_or_default();
+        self.journal(&journal).await?;
         demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
             ActionError::new(500, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
         })
@@ -521,7 +659,7 @@ impl FailoverExecutor<'_> {
         }
         self.mutate(oldc, "lock wait bound", &sql::lock_wait_timeout(cfg.switchover_wait_trx)).await?;
         let t = Duration::from_secs(cfg.switchover_wait_trx + 2);
-        self.guard.check("flush tables with read lock").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("flush tables with read lock").await.map_err(|w| ActionError::new(503, w))?;
         oldc.exec_within(sql::FLUSH_TABLES_WITH_READ_LOCK, t).await.map_err(|e| {
             ActionError::new(500, format!("Long running transaction on master, no read lock within {} s: {e}", cfg.switchover_wait_trx))
         })?;
@@ -531,7 +669,14 @@ impl FailoverExecutor<'_> {
 
     /// Undoes a switchover that failed before the promotion: the candidate replicates again and
     /// the old master is unlocked and writable. Returns the error to report.
-    async fn undo_switchover(&self, mut oldc: AdminConn, candc: Option<AdminConn>, old: &HostPort, cause: ActionError) -> ActionError {
+    async fn undo_switchover(
+        &self,
+        mut oldc: AdminConn,
+        candc: Option<AdminConn>,
+        old: &HostPort,
+        cause: ActionError,
+        journal: &mut JournalEntry,
+    ) -> ActionError {
         let src = self.shared.read().config.replication_source_name.clone();
         if let Some(mut c) = candc {
             if let Err(e) = c.exec(&sql::start_slave(&src)).await {
@@ -552,6 +697,8 @@ impl FailoverExecutor<'_> {
             format!("Switchover cancelled; undo incomplete on {old} ({}): {}", undo_errors.join("; "), cause.message)
         };
         self.log(Level::Error, &msg);
+        journal.status = "rolled_back".to_string();
+        let _ = self.journal(journal).await;
         ActionError::new(cause.status.max(500), msg)
     }
 
@@ -632,7 +779,7 @@ impl FailoverExecutor<'_> {
         let dbs = mc.column(sql::USER_SCHEMAS).await?;
         let fallback_pos = mc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
         mc.close().await;
-        self.guard.check("load dump").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("load dump").await.map_err(|w| ActionError::new(503, w))?;
         let pos = if dbs.is_empty() {
             fallback_pos
         } else {
@@ -661,7 +808,7 @@ impl FailoverExecutor<'_> {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
-        self.guard.check("flashback").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("flashback").await.map_err(|w| ActionError::new(503, w))?;
         crate::failover::dump::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE)
             .await
             .map_err(|e| ActionError::new(500, format!("flashback of {addr} failed: {e:#}")))?;
@@ -722,7 +869,12 @@ impl FailoverExecutor<'_> {
         let mut c = self.admin(&cfg, &maddr, flavor).await?;
         self.mutate(&mut c, "open master for writes", sql::READ_ONLY_OFF).await?;
         c.close().await;
-        self.shared.write().master = Some(master);
+        {
+            let mut st = self.shared.write();
+            st.master = Some(master);
+            st.intent = Some(maddr.clone());
+        }
+        self.replicate(&op_id("bootstrap")).await?;
         let msg = format!("Bootstrap {topology} done: master {maddr}");
         self.log(Level::Info, &msg);
         Ok(msg)
@@ -746,18 +898,17 @@ impl FailoverExecutor<'_> {
     }
 
     /// Resets the failover counter.
-    pub fn reset_failover_control(&self) -> String {
-        {
-            let mut st = self.shared.write();
-            st.failover_counter = 0;
-            st.log(Level::Info, "failover", "Failover counter reset");
-        }
-        self.persist();
-        "failover counter reset".to_string()
+    pub async fn reset_failover_control(&self) -> Result<String, ActionError> {
+        self.coord.check("reset failover counter").await.map_err(|w| ActionError::new(503, w))?;
+        self.shared.write().failover_counter = 0;
+        self.replicate(&op_id("reset-failover-control")).await?;
+        self.log(Level::Info, "Failover counter reset");
+        Ok("failover counter reset".to_string())
     }
 
     /// Toggles a server's maintenance flag.
-    pub fn toggle_maintenance(&self, server: &str) -> Result<String, ActionError> {
+    pub async fn toggle_maintenance(&self, server: &str) -> Result<String, ActionError> {
+        self.coord.check("toggle maintenance").await.map_err(|w| ActionError::new(503, w))?;
         let msg = {
             let mut st = self.shared.write();
             let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
@@ -766,7 +917,7 @@ impl FailoverExecutor<'_> {
             st.log(Level::Info, "maintenance", &msg);
             msg
         };
-        self.persist();
+        self.replicate(&op_id("maintenance")).await?;
         Ok(msg)
     }
 }

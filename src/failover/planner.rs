@@ -298,6 +298,28 @@ pub fn automatic_gate(g: &GateInput) -> Gate {
     Gate::Go
 }
 
+/// What a new leader does with an operation a previous leader left open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeStep {
+    /// The candidate was promoted (or its replication already reset): finish the operation.
+    Complete,
+    /// Nothing irreversible happened: abort (a switchover also reopens the old master).
+    Abort,
+    /// The candidate is unreachable: mark the operation failed; detection decides afresh.
+    CandidateDown,
+}
+
+/// Decides how to resume an open journal entry from the candidate's observed state.
+pub fn resume_step(status: &str, candidate_up: bool, candidate_replicating: bool) -> ResumeStep {
+    if !candidate_up {
+        ResumeStep::CandidateDown
+    } else if status == "promoted" || !candidate_replicating {
+        ResumeStep::Complete
+    } else {
+        ResumeStep::Abort
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +433,21 @@ mod tests {
         let mut stopped = a.clone();
         stopped.seconds_behind = None;
         assert_eq!(sw(&[stopped]), Err("ERR00032"));
+    }
+
+    #[test]
+    fn resume_table() {
+        use ResumeStep::*;
+        for (status, up, replicating, want) in [
+            ("promoted", true, false, Complete),
+            ("promoted", true, true, Complete),
+            ("started", true, false, Complete),
+            ("started", true, true, Abort),
+            ("started", false, true, CandidateDown),
+            ("promoted", false, false, CandidateDown),
+        ] {
+            assert_eq!(resume_step(status, up, replicating), want, "{status} up={up} replicating={replicating}");
+        }
     }
 
     fn gate() -> GateInput {

@@ -2,6 +2,7 @@
 //! test with its own ports, uid range, nft table and temp dir, stopped by PID on drop.
 #![allow(dead_code)]
 
+pub mod group;
 pub mod load;
 
 use std::net::TcpListener;
@@ -182,7 +183,12 @@ impl Manager {
         let ok = wait_until(Duration::from_secs(20), || {
             let client = client.clone();
             let url = url.clone();
-            async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+            async move {
+                match client.get(&url).send().await {
+                    Ok(r) => r.text().await.is_ok_and(|t| t.contains("running")),
+                    Err(_) => false,
+                }
+            }
         })
         .await;
         if !ok {

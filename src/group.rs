@@ -1,0 +1,269 @@
+//! `ManagerGroup`: this node's membership in the manager group (openraft, in the `raft`
+//! crate). It decides whether this node may act (`Coordinator::check`), replicates each
+//! cluster's decisions (`Coordinator::save`), routes mutating API requests to the leader, and
+//! collects the other managers' view of a failed master before a failover.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use replication_manager_api::wire::{GroupNodeView, GroupView};
+use replication_manager_api::LeaderRoute;
+use replication_manager_raft::{Command, GroupConfig, GroupStatus, KvOp, NodeInfo, RaftGroup, WriteError};
+use serde_json::Value;
+
+use crate::config::{NodeRole, ServerConfig};
+use crate::failover::crash::PersistedCluster;
+
+/// Key of the replicated API token signing key.
+const TOKEN_KEY: &str = "api/token-key";
+
+fn cluster_key(cluster: &str) -> String {
+    format!("cluster/{cluster}/state")
+}
+
+/// What the failover machinery needs from the group: permission to act, and replication of
+/// its decisions. Boxed futures keep it object-safe.
+pub trait Coordinator: Send + Sync {
+    /// Ok when this node may mutate databases right now (fresh quorum confirmation). The error
+    /// says why not; the caller must not act.
+    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// Replicates a cluster's state; Ok only once committed by a quorum.
+    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// The replicated state of a cluster as applied on this node.
+    fn load(&self, cluster: &str) -> Option<PersistedCluster>;
+    /// `(term, node)` of this node's current leadership, for logs.
+    fn epoch(&self) -> (u64, u64);
+}
+
+/// This node in the manager group.
+pub struct ManagerGroup {
+    raft: RaftGroup,
+    role: NodeRole,
+    /// Other voters' HTTP API addresses and roles (for observations).
+    peers_http: BTreeMap<u64, (String, NodeRole)>,
+    http: reqwest::Client,
+}
+
+impl ManagerGroup {
+    /// Starts (or rejoins) the group described by the `raft-*` keys; without `raft-peers`, a
+    /// single-node group of its own on an ephemeral loopback port.
+    pub async fn start(server: &ServerConfig) -> anyhow::Result<Arc<ManagerGroup>> {
+        let g = &server.group;
+        let self_http = format!("{}:{}", server.http_bind_address, server.http_port);
+        let mut peers = BTreeMap::new();
+        let mut peers_http = BTreeMap::new();
+        let bind: SocketAddr = if g.peers.is_empty() {
+            peers.insert(g.node_id, NodeInfo { raft_addr: "127.0.0.1:0".to_string(), api_addr: self_http, role: g.role.as_str().to_string() });
+            "127.0.0.1:0".parse().context("loopback address")?
+        } else {
+            for p in &g.peers {
+                let role = if p.id == g.node_id { g.role } else { NodeRole::Manager };
+                peers.insert(p.id, NodeInfo { raft_addr: p.raft_addr.clone(), api_addr: p.http_addr.clone(), role: role.as_str().to_string() });
+                if p.id != g.node_id {
+                    peers_http.insert(p.id, (p.http_addr.clone(), NodeRole::Manager));
+                }
+            }
+            g.bind.parse().with_context(|| format!("raft-bind-address {}", g.bind))?
+        };
+        let mut cfg = GroupConfig::new(g.node_id, bind, peers, server.datadir.join("raft"));
+        cfg.heartbeat_ms = g.heartbeat_ms;
+        cfg.election_min_ms = g.election_min_ms;
+        cfg.election_max_ms = g.election_max_ms;
+        let raft = RaftGroup::start(cfg).await.context("starting the manager group")?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(1))
+            .build()
+            .context("building the observation client")?;
+        tracing::info!(node = g.node_id, role = g.role.as_str(), voters = g.peers.len().max(1), "manager group started");
+        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http }))
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.raft.node_id()
+    }
+
+    pub fn role(&self) -> NodeRole {
+        self.role
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        self.raft.status()
+    }
+
+    /// Leader with a recent quorum ack ("A").
+    pub fn is_active(&self) -> bool {
+        self.raft.status().active
+    }
+
+    /// Where mutating requests run now.
+    pub fn leader_route(&self) -> LeaderRoute {
+        let s = self.raft.status();
+        match s.leader {
+            Some(l) if l == s.node_id && s.active => LeaderRoute::Local,
+            Some(l) if l != s.node_id && !s.lost_quorum => match s.leader_info {
+                Some(info) if !info.api_addr.is_empty() => LeaderRoute::Remote { node_id: l, http_addr: info.api_addr },
+                _ => LeaderRoute::Unknown,
+            },
+            _ => LeaderRoute::Unknown,
+        }
+    }
+
+    /// `/api/group`.
+    pub fn view(&self) -> GroupView {
+        let s = self.raft.status();
+        GroupView {
+            node_id: s.node_id,
+            status: if s.active { "A" } else { "S" }.to_string(),
+            state: s.state.clone(),
+            term: s.term,
+            leader: s.leader,
+            split_brain: s.lost_quorum,
+            millis_since_quorum_ack: s.millis_since_quorum_ack,
+            millis_since_leader_contact: s.millis_since_leader_contact,
+            last_applied: s.last_applied,
+            nodes: s
+                .members
+                .iter()
+                .map(|(id, info)| GroupNodeView {
+                    id: *id,
+                    raft_addr: info.raft_addr.clone(),
+                    http_addr: info.api_addr.clone(),
+                    role: info.role.clone(),
+                    is_leader: s.leader == Some(*id),
+                    is_self: *id == s.node_id,
+                })
+                .collect(),
+        }
+    }
+
+    /// The replicated token signing key; the first leader creates it. Waits (bounded) for a
+    /// leader when none is known yet.
+    pub async fn token_key(&self, wait: Duration) -> anyhow::Result<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(hex) = self.raft.get(TOKEN_KEY).and_then(|v| v.as_str().map(str::to_string)) {
+                if let Some(k) = crate::node::decode_hex(&hex).filter(|k| k.len() >= 32) {
+                    return Ok(k);
+                }
+            }
+            if self.is_active() {
+                use rand::RngCore;
+                let mut key = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let cmd = Command::new(
+                    format!("token-key-{}", self.node_id()),
+                    vec![KvOp::CompareAndPut { key: TOKEN_KEY.to_string(), expected: None, value: Value::String(hex) }],
+                );
+                // A failed compare means another leader set it first: read it next turn.
+                if let Err(e) = self.raft.write(cmd).await {
+                    tracing::debug!(error = %e, "token key proposal");
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("no token signing key replicated within {wait:?} (no leader in the manager group?)");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Hands leadership to a manager when this node is an arbitrator and was elected.
+    pub async fn hand_over_if_arbitrator(&self) {
+        if self.role != NodeRole::Arbitrator {
+            return;
+        }
+        let s = self.raft.status();
+        if s.state != "Leader" {
+            return;
+        }
+        let target = s.members.iter().find(|(id, info)| *id != s.node_id && info.role == "manager").map(|(id, _)| *id);
+        if let Some(to) = target {
+            tracing::info!(to, "arbitrator elected leader: handing leadership to a manager");
+            if let Err(e) = self.raft.transfer_leader(to).await {
+                tracing::warn!(to, error = %e, "leadership transfer failed");
+            }
+        }
+    }
+
+    /// Asks the other managers how they see `master` of `cluster`; returns (managers that
+    /// answered, managers that see it failed). Unreachable managers abstain.
+    pub async fn failed_votes(&self, cluster: &str, master: &str) -> (usize, usize) {
+        let asks = self
+            .peers_http
+            .values()
+            .filter(|(_, role)| *role == NodeRole::Manager)
+            .map(|(addr, _)| {
+                let url = format!("http://{addr}/api/internal/clusters/{cluster}/master-view");
+                let client = self.http.clone();
+                async move {
+                    let v: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+                    if v["role"] == "arbitrator" {
+                        return None;
+                    }
+                    Some(v["master"] == master && v["state"] == "Failed")
+                }
+            });
+        let answers: Vec<Option<bool>> = futures::future::join_all(asks).await;
+        let answered = answers.iter().flatten().count();
+        let failed = answers.iter().flatten().filter(|f| **f).count();
+        (answered, failed)
+    }
+
+    pub async fn shutdown(&self) {
+        self.raft.shutdown().await;
+    }
+}
+
+impl Coordinator for ManagerGroup {
+    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            if self.role == NodeRole::Arbitrator {
+                return Err("this node is an arbitrator and never touches databases".to_string());
+            }
+            match self.raft.ensure_leader().await {
+                Ok((term, node)) => {
+                    tracing::debug!(term, node, action, "leadership confirmed");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let value = serde_json::to_value(&state).map_err(|e| format!("encoding cluster state: {e}"))?;
+            let cmd = Command::new(op_id, vec![KvOp::Put { key: cluster_key(cluster), value }]);
+            match self.raft.write(cmd).await {
+                Ok(_) => Ok(()),
+                Err(WriteError::ForwardToLeader { leader }) => {
+                    Err(format!("not the leader any more (leader: {:?}); decision not replicated", leader.map(|l| l.0)))
+                }
+                Err(e) => Err(format!("decision not replicated: {e}")),
+            }
+        })
+    }
+
+    fn load(&self, cluster: &str) -> Option<PersistedCluster> {
+        let v = self.raft.get(&cluster_key(cluster))?;
+        match serde_json::from_value(v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(cluster, error = %e, "replicated cluster state is unreadable");
+                None
+            }
+        }
+    }
+
+    fn epoch(&self) -> (u64, u64) {
+        let s = self.raft.status();
+        (s.term, s.node_id)
+    }
+}

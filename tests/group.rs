@@ -1,0 +1,319 @@
+//! Chaos scenarios for the manager group: three real manager processes (or two and an
+//! arbitrator) over a real MariaDB sandbox. Each prints what it did and measured, then PASS
+//! (a failing assertion is the FAIL). Run one with `scripts/chaos <name>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::{ActiveSampler, GroupLab};
+use common::load::{ids_on, WritableSampler, WriteLoad};
+use common::wait_until;
+use serde_json::Value;
+
+const MANAGERS: &[&str] = &["manager", "manager", "manager"];
+
+fn report(name: &str, did: &str, measured: &str) {
+    println!("SCENARIO {name}: {did}; {measured}; PASS");
+}
+
+async fn leader(lab: &GroupLab) -> u64 {
+    let mut found = None;
+    for _ in 0..200 {
+        let a = lab.active_nodes().await;
+        if a.len() == 1 {
+            found = Some(a[0]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    found.unwrap_or_else(|| panic!("no single active node: {}", lab.logs()))
+}
+
+fn ports(lab: &GroupLab) -> Vec<u16> {
+    lab.nodes.iter().map(|n| n.http_port).collect()
+}
+
+fn db_ports(lab: &GroupLab) -> Vec<u16> {
+    (1..=lab.sb.count).map(|i| lab.sb.port(i)).collect()
+}
+
+async fn crashes_on(lab: &GroupLab, id: u64) -> Vec<Value> {
+    let n = lab.nodes.iter().find(|n| n.id == id).unwrap();
+    n.get_json(&format!("/api/clusters/{}/topology/crashes", lab.cluster), &lab.token)
+        .await
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Waits until every running node reports `url` as the writable master.
+async fn all_see_master(lab: &GroupLab, url: &str, limit: Duration) -> bool {
+    wait_until(limit, || async {
+        for n in lab.nodes.iter().filter(|n| n.is_running()) {
+            if lab.master_seen_by(n.id).await.as_deref() != Some(url) {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+}
+
+async fn new_master_everywhere(lab: &GroupLab, old: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let running: Vec<u64> = lab.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
+        let mut seen = Vec::new();
+        for id in &running {
+            seen.push(lab.master_seen_by(*id).await);
+        }
+        if let Some(Some(m)) = seen.first() {
+            if m != old && seen.iter().all(|s| s.as_deref() == Some(m.as_str())) {
+                return m.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no new master agreed by every node after {old}: {}", lab.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_kill_leader_manager() {
+    let mut lab = GroupLab::start(3, MANAGERS, None, &[]).await;
+    let sampler = ActiveSampler::start(ports(&lab), lab.token.clone());
+    let old = leader(&lab).await;
+    let t0 = Instant::now();
+    lab.node(old).kill();
+    let ok = wait_until(Duration::from_secs(20), || async {
+        let a = lab.active_nodes().await;
+        a.len() == 1 && a[0] != old
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(ok, "no new active leader after killing {old}: {}", lab.logs());
+    let new = leader(&lab).await;
+    // A follower forwards actions to the new leader.
+    let follower = lab.nodes.iter().find(|n| n.id != new && n.is_running()).unwrap();
+    let r = common::http()
+        .get(follower.url(&format!("/api/clusters/{}/actions/reset-failover-control", lab.cluster)))
+        .bearer_auth(&lab.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("x-replication-manager-served-by").and_then(|v| v.to_str().ok()), Some(new.to_string().as_str()));
+    assert_eq!(r.headers().get("x-replication-manager-forwarded-by").and_then(|v| v.to_str().ok()), Some(follower.id.to_string().as_str()));
+    lab.start_node(old);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (samples, bad) = sampler.stop().await;
+    assert!(bad.is_empty(), "two active nodes at once in {} of {samples} samples: {bad:?}", bad.len());
+    report(
+        "kill-leader-manager",
+        &format!("SIGKILL leader node {old}, restarted it"),
+        &format!("new active leader {new} after {:.2} s; {samples} samples, never two active", took.as_secs_f64()),
+    );
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_kill_master_database() {
+    let lab = GroupLab::start(3, MANAGERS, None, &[]).await;
+    let sampler = WritableSampler::start(db_ports(&lab));
+    let load = WriteLoad::start(db_ports(&lab), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let old = lab.sb.addr(1);
+    let t0 = Instant::now();
+    lab.sb.run(&["kill", "1"]);
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(30)).await;
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rep = load.stop().await;
+    let (samples, bad) = sampler.stop().await;
+    assert!(bad.is_empty(), "two writable servers: {bad:?}");
+    let new_i = (1..=3).find(|i| lab.sb.addr(*i) == new).unwrap();
+    let present = ids_on(&lab.sb, new_i);
+    let lost: Vec<&u64> = rep.acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    for n in &lab.nodes {
+        assert_eq!(crashes_on(&lab, n.id).await.len(), 1, "node {} does not show exactly one failover", n.id);
+    }
+    report(
+        "kill-master-database",
+        &format!("SIGKILL master {old} under write load"),
+        &format!("{new} writable and agreed by all 3 nodes after {:.2} s; {} acked writes, 0 lost; {samples} samples, one writable", took.as_secs_f64(), rep.acked.len()),
+    );
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_kill_leader_manager_and_master_database() {
+    let mut lab = GroupLab::start(3, MANAGERS, None, &[]).await;
+    let load = WriteLoad::start(db_ports(&lab), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let old = lab.sb.addr(1);
+    let l = leader(&lab).await;
+    let t0 = Instant::now();
+    lab.node(l).kill();
+    lab.sb.run(&["kill", "1"]);
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(40)).await;
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rep = load.stop().await;
+    let new_i = (1..=3).find(|i| lab.sb.addr(*i) == new).unwrap();
+    let present = ids_on(&lab.sb, new_i);
+    assert!(rep.acked.iter().all(|id| present.contains(id)), "acknowledged writes lost");
+    let first_new_write = rep.ack_times.iter().find(|(t, p)| *t > t0 && *p != lab.sb.port(1)).map(|(t, _)| t.duration_since(t0));
+    report(
+        "kill-leader-and-master",
+        &format!("SIGKILL leader manager {l} and master {old} together"),
+        &format!(
+            "{new} agreed by the surviving nodes after {:.2} s, first acknowledged write after {:.2} s; {} acked, 0 lost",
+            took.as_secs_f64(),
+            first_new_write.map_or(f64::NAN, |d| d.as_secs_f64()),
+            rep.acked.len()
+        ),
+    );
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_isolate_one_manager() {
+    let lab = GroupLab::start(3, MANAGERS, Some(3), &[]).await;
+    lab.isolate(3);
+    let iso = lab.nodes.iter().find(|n| n.id == 3).unwrap();
+    let ok = wait_until(Duration::from_secs(20), || async {
+        match iso.get_json("/api/monitor", &lab.token).await {
+            Some(m) => m["status"] == "S" && m["spitBrain"] == true,
+            None => false,
+        }
+    })
+    .await;
+    assert!(ok, "isolated node does not report S with split brain: {}", lab.logs());
+    let c = iso.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap();
+    assert_eq!(c["isSplitBrain"], true);
+    assert_eq!(c["activePassiveStatus"], "S");
+    // The majority side still works: the master dies and exactly one failover runs.
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut new = None;
+    while Instant::now() < deadline && new.is_none() {
+        for id in [1u64, 2] {
+            if let Some(m) = lab.master_seen_by(id).await.filter(|m| *m != old) {
+                new = Some(m);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new = new.unwrap_or_else(|| panic!("majority side did not fail over: {}", lab.logs()));
+    // An action sent to the isolated node is refused (it cannot reach a leader), never run.
+    let (st, body) = iso.get(&format!("/api/clusters/{}/actions/switchover", lab.cluster), &lab.token).await.unwrap();
+    assert!(st == 503 || st == 409, "isolated node answered {st}: {body}");
+    let iso_log = iso.log_text();
+    assert!(!iso_log.contains("executing"), "the isolated node executed a database step:\n{iso_log}");
+    lab.heal();
+    assert!(all_see_master(&lab, &new, Duration::from_secs(30)).await, "nodes disagree after heal: {}", lab.logs());
+    for id in 1..=3 {
+        assert_eq!(crashes_on(&lab, id).await.len(), 1, "node {id}");
+    }
+    report("isolate-manager", "cut node 3 from raft peers and databases, killed the master, healed", &format!("node 3 reported S + split brain, never acted; majority failed over to {new}"));
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_freeze_master() {
+    let lab = GroupLab::start(3, MANAGERS, None, &[("failover-falsepositive-ping-counter", "5")]).await;
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["freeze", "1"]);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    lab.sb.run(&["thaw", "1"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for n in &lab.nodes {
+        assert_eq!(lab.master_seen_by(n.id).await.as_deref(), Some(old.as_str()), "node {}", n.id);
+        assert!(crashes_on(&lab, n.id).await.is_empty());
+    }
+    let t0 = Instant::now();
+    lab.sb.run(&["freeze", "1"]);
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(60)).await;
+    let took = t0.elapsed();
+    lab.sb.run(&["thaw", "1"]);
+    report("freeze-master", "froze the master 2 s (no failover), then until failover", &format!("long freeze failed over to {new} after {:.2} s", took.as_secs_f64()));
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_restart_all_managers_keeps_state() {
+    let mut lab = GroupLab::start(3, MANAGERS, None, &[]).await;
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(30)).await;
+    let before: Vec<Value> = crashes_on(&lab, 1).await;
+    assert_eq!(before.len(), 1);
+    let counter = |v: Value| v["failoverCounter"].clone();
+    let c1 = counter(lab.nodes[0].get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap());
+    for id in 1..=3 {
+        lab.node(id).stop();
+    }
+    for id in 1..=3 {
+        lab.start_node(id);
+    }
+    let l = leader(&lab).await;
+    assert!(all_see_master(&lab, &new, Duration::from_secs(30)).await, "{}", lab.logs());
+    for n in &lab.nodes {
+        assert_eq!(crashes_on(&lab, n.id).await, before, "node {} lost the failover history", n.id);
+        let c = counter(n.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap());
+        assert_eq!(c, c1, "node {} counter", n.id);
+    }
+    // A token issued before the restart is valid on every node (replicated key).
+    for n in &lab.nodes {
+        assert_eq!(n.get("/api/clusters", &lab.token).await.map(|r| r.0), Some(200), "node {}", n.id);
+    }
+    report("restart-all-managers", "one failover, then stopped and restarted all 3 managers", &format!("leader {l} re-elected; history, counter {c1} and tokens survived"));
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_two_simultaneous_switchovers() {
+    let lab = GroupLab::start(3, MANAGERS, None, &[("switchover-wait-kill", "300")]).await;
+    let path = format!("/api/clusters/{}/actions/switchover", lab.cluster);
+    let (a, b) = (&lab.nodes[0], &lab.nodes[1]);
+    let (ra, rb) = tokio::join!(a.get(&path, &lab.token), b.get(&path, &lab.token));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let oks = [ra.0, rb.0].iter().filter(|s| **s == 200).count();
+    assert_eq!(oks, 1, "exactly one switchover must run: {ra:?} {rb:?}");
+    let refused = if ra.0 == 200 { &rb } else { &ra };
+    assert_eq!(refused.0, 409, "the other gets a clear refusal: {refused:?}");
+    assert!(refused.1.contains("another action"), "{refused:?}");
+    for n in &lab.nodes {
+        assert_eq!(crashes_on(&lab, n.id).await.len(), 1);
+    }
+    report("two-switchovers", "sent a switchover to node 1 and node 2 at once", &format!("one ran, the other answered {}: {}", refused.0, refused.1));
+    lab.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_two_managers_and_an_arbitrator() {
+    let mut lab = GroupLab::start(3, &["manager", "manager", "arbitrator"], None, &[]).await;
+    // The arbitrator never stays leader.
+    let ok = wait_until(Duration::from_secs(20), || async { lab.active_nodes().await.first().is_some_and(|l| *l != 3) }).await;
+    assert!(ok, "arbitrator kept leadership: {}", lab.logs());
+    let l = leader(&lab).await;
+    lab.node(l).kill();
+    let survivor = if l == 1 { 2 } else { 1 };
+    let ok = wait_until(Duration::from_secs(30), || async { lab.active_nodes().await == vec![survivor] }).await;
+    assert!(ok, "the surviving manager did not become active with the arbitrator's vote: {}", lab.logs());
+    let arb = lab.nodes.iter().find(|n| n.id == 3).unwrap();
+    assert!(!arb.log_text().contains("executing"), "the arbitrator touched a database");
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut new = None;
+    while Instant::now() < deadline && new.is_none() {
+        new = lab.master_seen_by(survivor).await.filter(|m| *m != old);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(new.is_some(), "no failover with one manager and the arbitrator: {}", lab.logs());
+    report("manager-manager-arbitrator", &format!("killed leader manager {l}, then the master"), &format!("manager {survivor} led with the arbitrator's vote and failed over to {}", new.unwrap_or_default()));
+    lab.finish();
+}
