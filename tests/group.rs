@@ -47,6 +47,20 @@ async fn crashes_on(lab: &GroupLab, id: u64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Waits until every running node shows `n` crash records (replicated state converges).
+async fn crashes_converge(lab: &GroupLab, n: usize, limit: Duration) {
+    let ok = wait_until(limit, || async {
+        for node in lab.nodes.iter().filter(|x| x.is_running()) {
+            if crashes_on(lab, node.id).await.len() != n {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(ok, "nodes do not all show {n} failover record(s): {}", lab.logs());
+}
+
 /// Waits until every running node reports `url` as the writable master.
 async fn all_see_master(lab: &GroupLab, url: &str, limit: Duration) -> bool {
     wait_until(limit, || async {
@@ -135,9 +149,7 @@ async fn chaos_kill_master_database() {
     let present = ids_on(&lab.sb, new_i);
     let lost: Vec<&u64> = rep.acked.iter().filter(|id| !present.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    for n in &lab.nodes {
-        assert_eq!(crashes_on(&lab, n.id).await.len(), 1, "node {} does not show exactly one failover", n.id);
-    }
+    crashes_converge(&lab, 1, Duration::from_secs(10)).await;
     report(
         "kill-master-database",
         &format!("SIGKILL master {old} under write load"),
@@ -214,9 +226,7 @@ async fn chaos_isolate_one_manager() {
     assert!(!iso_log.contains("executing"), "the isolated node executed a database step:\n{iso_log}");
     lab.heal();
     assert!(all_see_master(&lab, &new, Duration::from_secs(30)).await, "nodes disagree after heal: {}", lab.logs());
-    for id in 1..=3 {
-        assert_eq!(crashes_on(&lab, id).await.len(), 1, "node {id}");
-    }
+    crashes_converge(&lab, 1, Duration::from_secs(15)).await;
     report("isolate-manager", "cut node 3 from raft peers and databases, killed the master, healed", &format!("node 3 reported S + split brain, never acted; majority failed over to {new}"));
     lab.finish();
 }
@@ -285,9 +295,7 @@ async fn chaos_two_simultaneous_switchovers() {
     let refused = if ra.0 == 200 { &rb } else { &ra };
     assert_eq!(refused.0, 409, "the other gets a clear refusal: {refused:?}");
     assert!(refused.1.contains("another action"), "{refused:?}");
-    for n in &lab.nodes {
-        assert_eq!(crashes_on(&lab, n.id).await.len(), 1);
-    }
+    crashes_converge(&lab, 1, Duration::from_secs(10)).await;
     report("two-switchovers", "sent a switchover to node 1 and node 2 at once", &format!("one ran, the other answered {}: {}", refused.0, refused.1));
     lab.finish();
 }

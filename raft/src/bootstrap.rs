@@ -3,7 +3,8 @@
 //! Only a node that starts with an empty log runs this. It asks every peer for its
 //! [`GroupInfo`] until it can decide ([`decide`], a pure function):
 //! - some peer already belongs to a group: never initialize; wait to be replicated to, and vote
-//!   only after catching up to the commit index the peers reported (wiped node rejoining);
+//!   only after catching up to the commit index the peers reported (wiped node rejoining: its
+//!   lost vote and acknowledgements must not count twice);
 //! - every peer answered and all are empty: the node with the lowest id initializes the group
 //!   with the full membership; the others open their vote gate and wait;
 //! - otherwise keep asking, for at most [`BOOTSTRAP_WINDOW`].
@@ -32,8 +33,9 @@ const INFO_TIMEOUT: Duration = Duration::from_millis(1000);
 /// What an empty node should do, given the peers' answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// A group exists: never initialize; vote once the log reaches `committed_index`.
-    ExistingGroup { committed_index: u64 },
+    /// A group exists: never initialize; vote once the log reaches `committed_index` (the
+    /// highest the peers reported; `None`: nothing committed yet, nothing to lose).
+    ExistingGroup { committed_index: Option<u64> },
     /// Every peer is reachable and empty, and this node has the lowest id: initialize.
     Initialize,
     /// Every peer is reachable and empty; another node initializes.
@@ -54,7 +56,7 @@ pub(crate) fn decide(
         .filter_map(|(id, a)| a.as_ref().filter(|info| info.node_id == *id))
         .collect();
     if valid.iter().any(|info| info.initialized) {
-        let committed_index = valid.iter().filter_map(|info| info.committed_index).max().unwrap_or(0);
+        let committed_index = valid.iter().filter_map(|info| info.committed_index).max();
         return Decision::ExistingGroup { committed_index };
     }
     let missing: Vec<NodeId> = peers
@@ -142,7 +144,7 @@ impl Bootstrap {
                 Decision::ExistingGroup { committed_index } => {
                     tracing::info!(
                         node_id = self.node_id,
-                        committed_index,
+                        ?committed_index,
                         "raft bootstrap: empty log but the group exists; not initializing, waiting for the leader"
                     );
                     self.node.gate_until(committed_index);
@@ -211,7 +213,14 @@ mod tests {
     }
 
     fn info(id: NodeId, initialized: bool, committed: Option<u64>) -> Option<GroupInfo> {
-        Some(GroupInfo { node_id: id, initialized, committed_index: committed, term: 0, leader: None, voters: vec![1, 2, 3] })
+        Some(GroupInfo {
+            node_id: id,
+            initialized,
+            committed_index: committed,
+            term: 0,
+            leader: None,
+            voters: vec![1, 2, 3],
+        })
     }
 
     #[test]
@@ -224,13 +233,17 @@ mod tests {
             // A peer is missing: wait, even the lowest id.
             (1, vec![(2, info(2, false, None)), (3, None)], Decision::Wait { missing: vec![3] }),
             // One initialized peer is enough to know the group exists (wiped node).
-            (1, vec![(2, None), (3, info(3, true, Some(7)))], Decision::ExistingGroup { committed_index: 7 }),
+            (1, vec![(2, None), (3, info(3, true, Some(7)))], Decision::ExistingGroup { committed_index: Some(7) }),
             (
                 1,
                 vec![(2, info(2, true, Some(9))), (3, info(3, true, Some(4)))],
-                Decision::ExistingGroup { committed_index: 9 },
+                Decision::ExistingGroup { committed_index: Some(9) },
             ),
-            (3, vec![(1, info(1, true, None)), (2, info(2, false, None))], Decision::ExistingGroup { committed_index: 0 }),
+            (
+                3,
+                vec![(1, info(1, true, None)), (2, info(2, false, None))],
+                Decision::ExistingGroup { committed_index: None },
+            ),
             // An answer from the wrong node id does not count.
             (1, vec![(2, info(3, false, None)), (3, info(3, false, None))], Decision::Wait { missing: vec![2] }),
         ];

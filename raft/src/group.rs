@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ForwardReason;
 use openraft::impls::ProgressResponder;
-use openraft::{RaftLogReader as _, ReadPolicy};
 use openraft::storage::RaftLogStorage as _;
+use openraft::{Instant as _, RaftLogReader as _, ReadPolicy};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -191,16 +191,16 @@ impl RaftGroup {
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         let raft = &self.inner.raft;
         let leader = raft.as_leader().map_err(|f| self.map_forward(&f))?;
-        let voters = raft.voter_ids().count();
-        if voters > 1 {
-            let fresh = leader.last_quorum_acked().is_some_and(|t| openraft::Instant::elapsed(&t) < self.inner.cfg.lease());
-            if leader.last_quorum_acked().is_some() && !fresh {
-                return Err(WriteError::NoQuorum(format!(
-                    "node {} is leader but has no quorum ack within the lease ({} ms)",
-                    self.node_id(),
-                    self.inner.cfg.lease().as_millis()
-                )));
-            }
+        // Fail fast on a leader that had a quorum and lost it (pitfall 1: it stays Leader). A
+        // leader elected a moment ago has no ack yet and is let through.
+        let lease = self.inner.cfg.lease();
+        let stale_ack = leader.last_quorum_acked().is_some_and(|t| t.elapsed() >= lease);
+        if stale_ack && raft.voter_ids().count() > 1 {
+            return Err(WriteError::NoQuorum(format!(
+                "node {} is leader but has no quorum ack within the lease ({} ms)",
+                self.node_id(),
+                lease.as_millis()
+            )));
         }
         let op_id = cmd.op_id.clone();
         let (responder, rx) = ProgressResponder::complete_only();
@@ -299,8 +299,9 @@ impl RaftGroup {
         }
         let raft = &self.inner.raft;
         if let Err(f) = raft.as_leader() {
-            return Err(NotLeader { leader: self.leader_of(&f), reason: "transfer_leader needs the leader".into() }
-                .into());
+            return Err(
+                NotLeader { leader: self.leader_of(&f), reason: "transfer_leader needs the leader".into() }.into()
+            );
         }
         if to == node_id {
             return Ok(());
@@ -308,9 +309,7 @@ impl RaftGroup {
         tracing::info!(node_id, to, "raft: transferring leadership");
         raft.trigger().transfer_leader(to).await.map_err(|e| raft_err(node_id, "transfer_leader", e))?;
         let bound = Duration::from_millis(self.inner.cfg.election_max_ms.saturating_mul(2));
-        let moved = self
-            .wait_metrics(bound, |m| m.current_leader == Some(to) && m.current_term > 0)
-            .await;
+        let moved = self.wait_metrics(bound, |m| m.current_leader == Some(to) && m.current_term > 0).await;
         if moved {
             tracing::info!(node_id, to, "raft: leadership transferred");
             Ok(())

@@ -61,8 +61,7 @@ pub(crate) fn compute(node_id: NodeId, m: &RaftMetrics, inputs: &StatusInputs) -
     let is_leader = m.state == ServerState::Leader && m.current_leader == Some(node_id);
     let quorum_ack_age = m.last_quorum_acked.as_ref().map(|t| t.into_inner().elapsed());
 
-    let active = is_leader
-        && (voters == 1 || quorum_ack_age.is_some_and(|age| age < inputs.lease));
+    let active = is_leader && (voters == 1 || quorum_ack_age.is_some_and(|age| age < inputs.lease));
     let lost_quorum = match m.state {
         ServerState::Shutdown => true,
         _ if is_leader => !active,

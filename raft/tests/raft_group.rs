@@ -275,3 +275,42 @@ async fn isolated_leader_steps_aside_and_heals() {
     assert_eq!(c.statuses().iter().filter(|s| s.active).count(), 1);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_forms_only_once_every_peer_answers() {
+    let mut c = Cluster::new("staggered", 3, FAST_TIMING);
+    // Nodes 1 and 2 up, node 3 not yet: node 1 must not initialize a group without node 3.
+    c.start_node(2).await;
+    c.start_node(1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!c.node(1).did_initialize());
+    assert!(c.statuses().iter().all(|s| s.leader.is_none() && s.state == "Learner"), "{:#?}", c.statuses());
+    let t0 = Instant::now();
+    c.start_node(3).await;
+    let (leader, took) = c.wait_leader(&[1, 2, 3], FORM_BOUND).await;
+    eprintln!("[staggered] last peer up -> leader {leader} after {took:?} ({:?})", t0.elapsed());
+    assert!(c.node(1).did_initialize());
+    assert_eq!(c.nodes.values().filter(|g| g.did_initialize()).count(), 1);
+    c.node(leader).write(put("s-1", "s", json!(1))).await.unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_group_forms_and_restarts() {
+    let mut c = Cluster::start("single", 1, FAST_TIMING).await;
+    let (leader, took) = c.wait_leader(&[1], FORM_BOUND).await;
+    eprintln!("[single] single-node group formed in {took:?}");
+    assert_eq!(leader, 1);
+    assert!(c.node(1).did_initialize());
+    c.node(1).write(put("one", "k", json!("v"))).await.unwrap();
+    assert_eq!(c.node(1).ensure_leader().await.unwrap().1, 1);
+    c.stop_node(1).await;
+    c.start_node(1).await;
+    let (_, took) = c.wait_leader(&[1], FORM_BOUND).await;
+    eprintln!("[single] restarted single node leader again in {took:?}");
+    assert!(!c.node(1).did_initialize());
+    assert_eq!(c.node(1).get("k"), Some(json!("v")));
+    let s = c.node(1).status();
+    assert!(s.active && !s.lost_quorum, "{s:?}");
+    c.shutdown().await;
+}

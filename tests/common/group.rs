@@ -263,7 +263,10 @@ impl GroupLab {
     }
 
     pub fn heal(&self) {
-        let _ = Command::new("nft").args(["delete", "table", "inet", &self.nft_table]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.nft_table])
+            .stderr(Stdio::null())
+            .status();
     }
 
     pub fn logs(&self) -> String {

@@ -116,11 +116,9 @@ pub(crate) async fn fetch_group_info(
     addr: &str,
     timeout: Duration,
 ) -> Result<GroupInfo, String> {
-    exchange::<(), GroupInfo>(client, node, addr, "/raft/group-info", None, timeout)
-        .await
-        .map_err(|e| match e {
-            HttpFailure::Unreachable(s) | HttpFailure::Network(s) => s,
-        })
+    exchange::<(), GroupInfo>(client, node, addr, "/raft/group-info", None, timeout).await.map_err(|e| match e {
+        HttpFailure::Unreachable(s) | HttpFailure::Network(s) => s,
+    })
 }
 
 impl PeerClient {

@@ -107,13 +107,18 @@ impl NodeShared {
     }
 
     /// Rejoining an existing group: if the gate is still closed (the node's log was empty and it
-    /// had not seen a fresh group forming), allow votes only from `committed_index` on. A gate
+    /// had not seen a fresh group forming), allow votes only once the log reaches
+    /// `committed_index`; with nothing committed (`None`) there is nothing to lose: open. A gate
     /// already open stays open: the node joined the group from its very start.
-    pub(crate) fn gate_until(&self, committed_index: u64) {
+    pub(crate) fn gate_until(&self, committed_index: Option<u64>) {
         let mut gate = lock(&self.vote_gate);
         if *gate == VoteGate::Closed {
-            tracing::info!(committed_index, "raft: vote gate: voting once the log reaches the group's commit index");
-            *gate = VoteGate::UntilIndex(committed_index);
+            let next = match committed_index {
+                Some(n) => VoteGate::UntilIndex(n),
+                None => VoteGate::Open,
+            };
+            tracing::info!(from = ?*gate, to = ?next, "raft: vote gate changed (rejoining an existing group)");
+            *gate = next;
         }
     }
 

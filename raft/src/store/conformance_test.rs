@@ -15,7 +15,8 @@ struct RocksStoreBuilder;
 impl StoreBuilder<TypeConfig, RocksLogStore, KvStateMachine, TestDir> for RocksStoreBuilder {
     async fn build(&self) -> Result<(TestDir, RocksLogStore, KvStateMachine), StorageError<TypeConfig>> {
         let dir = TestDir::new("suite");
-        let (log, sm, _closed) = open_stores(dir.path()).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
+        let (log, sm, _closed) =
+            open_stores(dir.path()).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         Ok((dir, log, sm))
     }
 }

@@ -14,7 +14,7 @@ use openraft::storage::{RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use super::{blocking, StoreDb, cf, from_json, rocks_err, sync_write, to_json, CF_LOG, CF_META};
+use super::{blocking, cf, from_json, rocks_err, sync_write, to_json, StoreDb, CF_LOG, CF_META};
 use crate::typ::{Entry, IOFlushed, LogId, LogState, TypeConfig, Vote};
 
 const KEY_VOTE: &str = "vote";
@@ -77,9 +77,7 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
         };
         let start_key = index_key(start);
         let mut entries = Vec::new();
-        let it = self
-            .db
-            .iterator_cf(cf(&self.db, CF_LOG)?, IteratorMode::From(&start_key, Direction::Forward));
+        let it = self.db.iterator_cf(cf(&self.db, CF_LOG)?, IteratorMode::From(&start_key, Direction::Forward));
         for item in it {
             let (key, value) = item.map_err(rocks_err)?;
             let index = key_index(&key)?;
@@ -122,8 +120,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let bytes = to_json(vote)?;
         let db = self.db.clone();
-        blocking(move || db.put_cf_opt(cf(&db, CF_META)?, KEY_VOTE, bytes, &sync_write()).map_err(rocks_err))
-            .await
+        blocking(move || db.put_cf_opt(cf(&db, CF_META)?, KEY_VOTE, bytes, &sync_write()).map_err(rocks_err)).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -165,9 +162,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             None => 0,
         };
         tracing::debug!(from, "raft log: truncating entries from index");
-        self.db
-            .delete_range_cf(cf(&self.db, CF_LOG)?, index_key(from), index_key(u64::MAX))
-            .map_err(rocks_err)?;
+        self.db.delete_range_cf(cf(&self.db, CF_LOG)?, index_key(from), index_key(u64::MAX)).map_err(rocks_err)?;
         // delete_range excludes the end key.
         self.db.delete_cf(cf(&self.db, CF_LOG)?, index_key(u64::MAX)).map_err(rocks_err)
     }
@@ -176,15 +171,9 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         tracing::debug!(upto = %log_id, "raft log: purging entries");
         // Record the purge point first: entries at or below it are ignored even if the range
         // delete below is lost in a crash.
+        self.db.put_cf(cf(&self.db, CF_META)?, KEY_PURGED, to_json(&log_id)?).map_err(rocks_err)?;
         self.db
-            .put_cf(cf(&self.db, CF_META)?, KEY_PURGED, to_json(&log_id)?)
-            .map_err(rocks_err)?;
-        self.db
-            .delete_range_cf(
-                cf(&self.db, CF_LOG)?,
-                index_key(0),
-                index_key(log_id.index().saturating_add(1)),
-            )
+            .delete_range_cf(cf(&self.db, CF_LOG)?, index_key(0), index_key(log_id.index().saturating_add(1)))
             .map_err(rocks_err)
     }
 }

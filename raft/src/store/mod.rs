@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub(crate) use log_store::RocksLogStore;
-pub(crate) use state_machine::{KvStateMachine, SmShared};
 pub use state_machine::MAX_REMEMBERED_OPS;
+pub(crate) use state_machine::{KvStateMachine, SmShared};
 
 /// Log entries: key = big-endian log index, value = JSON entry.
 pub(crate) const CF_LOG: &str = "log";
@@ -105,8 +105,7 @@ pub(crate) fn open_db(data_dir: &Path) -> io::Result<Arc<StoreDb>> {
     let meta = cf(&db, CF_META)?;
     match db.get_cf(meta, KEY_FORMAT).map_err(rocks_err)? {
         None => {
-            db.put_cf_opt(meta, KEY_FORMAT, to_json(&FORMAT_VERSION)?, &sync_write())
-                .map_err(rocks_err)?;
+            db.put_cf_opt(meta, KEY_FORMAT, to_json(&FORMAT_VERSION)?, &sync_write()).map_err(rocks_err)?;
         }
         Some(bytes) => {
             let found: u64 = from_json(&bytes)?;
@@ -136,8 +135,7 @@ pub(crate) fn open_stores(data_dir: &Path) -> io::Result<(RocksLogStore, KvState
 
 /// Looks up a column family; its absence means the database was not opened by [`open_db`].
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
-    db.cf_handle(name)
-        .ok_or_else(|| io::Error::other(format!("RocksDB column family `{name}` is missing")))
+    db.cf_handle(name).ok_or_else(|| io::Error::other(format!("RocksDB column family `{name}` is missing")))
 }
 
 /// Write options that fsync the WAL before the write returns.
@@ -165,7 +163,5 @@ where
     F: FnOnce() -> io::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("blocking storage task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(format!("blocking storage task failed: {e}")))?
 }

@@ -135,14 +135,12 @@ impl KvStateMachine {
         let mut state = SmState::default();
         for item in db.iterator_cf(cf(&db, CF_SM_KV)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks_err)?;
-            let key = String::from_utf8(key.to_vec())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let key = String::from_utf8(key.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             state.kv.insert(key, from_json(&value)?);
         }
         for item in db.iterator_cf(cf(&db, CF_SM_OPS)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks_err)?;
-            let op_id = String::from_utf8(key.to_vec())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let op_id = String::from_utf8(key.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let result: CommandResult = from_json(&value)?;
             state.op_order.insert(result.log_index, op_id.clone());
             state.ops.insert(op_id, result);
@@ -167,7 +165,12 @@ impl KvStateMachine {
 
     /// Current value of `key` as seen by the command being applied: earlier commands of this
     /// apply call first, then the applied state.
-    fn current_value(&self, pending: &PendingApply, overlay: &BTreeMap<String, Option<Value>>, key: &str) -> Option<Value> {
+    fn current_value(
+        &self,
+        pending: &PendingApply,
+        overlay: &BTreeMap<String, Option<Value>>,
+        key: &str,
+    ) -> Option<Value> {
         if let Some(v) = overlay.get(key) {
             return v.clone();
         }
@@ -228,8 +231,7 @@ impl KvStateMachine {
                 return Ok(());
             }
         }
-        db.put_cf_opt(snap_cf, KEY_CURRENT_SNAPSHOT, to_json(stored)?, &sync_write())
-            .map_err(rocks_err)
+        db.put_cf_opt(snap_cf, KEY_CURRENT_SNAPSHOT, to_json(stored)?, &sync_write()).map_err(rocks_err)
     }
 }
 
@@ -240,10 +242,7 @@ impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
         // One read lock: the data, the op ids and the log id describe the same point.
         let (meta, payload) = {
             let state = self.shared.read();
-            let meta = SnapshotMeta {
-                last_log_id: state.last_applied,
-                last_membership: state.last_membership.clone(),
-            };
+            let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.last_membership.clone() };
             let ops = state
                 .op_order
                 .values()
@@ -314,8 +313,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         let (evicted_old, evicted_new) = {
             let state = self.shared.read();
             let excess = (state.ops.len() + pending.ops.len()).saturating_sub(MAX_REMEMBERED_OPS);
-            let old: Vec<(u64, String)> =
-                state.op_order.iter().take(excess).map(|(i, id)| (*i, id.clone())).collect();
+            let old: Vec<(u64, String)> = state.op_order.iter().take(excess).map(|(i, id)| (*i, id.clone())).collect();
             (old.clone(), excess - old.len())
         };
 
@@ -448,10 +446,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let bytes = self
-            .db
-            .get_cf(cf(&self.db, CF_SNAPSHOT)?, KEY_CURRENT_SNAPSHOT)
-            .map_err(rocks_err)?;
+        let bytes = self.db.get_cf(cf(&self.db, CF_SNAPSHOT)?, KEY_CURRENT_SNAPSHOT).map_err(rocks_err)?;
         let Some(bytes) = bytes else {
             return Ok(None);
         };
@@ -496,7 +491,10 @@ mod tests {
             vec![
                 Command::new("a", vec![KvOp::put("k", json!(1))]),
                 // CAS on a key written by an earlier command of the same apply call.
-                Command::new("b", vec![KvOp::put("x", json!("x")), KvOp::compare_and_put("k", Some(json!(2)), json!(3))]),
+                Command::new(
+                    "b",
+                    vec![KvOp::put("x", json!("x")), KvOp::compare_and_put("k", Some(json!(2)), json!(3))],
+                ),
                 Command::new("c", vec![KvOp::compare_and_put("k", Some(json!(1)), json!(4)), KvOp::delete("gone")]),
             ],
         )
