@@ -143,3 +143,55 @@ async fn bench_switchover() {
     drop(m);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with scripts/bench-failover"]
+async fn bench_group() {
+    use common::group::GroupLab;
+    let mut leader_times = Vec::new();
+    let mut both_times = Vec::new();
+    println!("group bench: 3 managers (heartbeat 250 ms, election 1500-3000 ms), 3 servers, ticker 0.5 s, ping counter 3");
+    for round in 0..rounds() {
+        let mut lab = GroupLab::start(3, &["manager", "manager", "manager"], None, &[]).await;
+        let leader = lab.active_nodes().await[0];
+        let t0 = Instant::now();
+        lab.node(leader).kill();
+        let mut new_leader = None;
+        while t0.elapsed() < Duration::from_secs(30) {
+            let a = lab.active_nodes().await;
+            if a.len() == 1 && a[0] != leader {
+                new_leader = Some(t0.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let t_leader = new_leader.map_or(f64::NAN, |d| d.as_secs_f64());
+        lab.start_node(leader);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        // Now the leader manager and the master together, under write load.
+        let ports: Vec<u16> = (1..=3).map(|i| lab.sb.port(i)).collect();
+        let load = WriteLoad::start(ports, (round as u64 + 1) * 10_000_000);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let leader = lab.active_nodes().await.first().copied().unwrap_or(1);
+        let t1 = Instant::now();
+        lab.node(leader).kill();
+        lab.sb.run(&["kill", "1"]);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let report = load.stop().await;
+        let first = report.ack_times.iter().find(|(t, p)| *t > t1 && *p != lab.sb.port(1)).map(|(t, _)| t.duration_since(t1));
+        let t_both = first.map_or(f64::NAN, |d| d.as_secs_f64());
+        println!("round {round}: leader manager kill -> new active node {t_leader:.2} s; leader manager + master kill -> first acknowledged write on the new master {t_both:.2} s");
+        leader_times.push(t_leader);
+        both_times.push(t_both);
+        lab.finish();
+    }
+    println!(
+        "group summary over {} rounds: new active leader p50 {:.2} s p95 {:.2} s; writable after leader+master kill p50 {:.2} s p95 {:.2} s",
+        leader_times.len(),
+        percentile(&leader_times, 50.0),
+        percentile(&leader_times, 95.0),
+        percentile(&both_times, 50.0),
+        percentile(&both_times, 95.0)
+    );
+}

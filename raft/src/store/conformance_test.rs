@@ -14,9 +14,10 @@ struct RocksStoreBuilder;
 
 impl StoreBuilder<TypeConfig, RocksLogStore, KvStateMachine, TestDir> for RocksStoreBuilder {
     async fn build(&self) -> Result<(TestDir, RocksLogStore, KvStateMachine), StorageError<TypeConfig>> {
-        let dir = TestDir::new("suite");
-        let (log, sm, _closed) =
+        let mut dir = TestDir::new("suite");
+        let (log, sm, closed) =
             open_stores(dir.path()).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
+        dir.wait_for_close(closed);
         Ok((dir, log, sm))
     }
 }
