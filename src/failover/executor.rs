@@ -134,7 +134,8 @@ impl FailoverExecutor<'_> {
             .check(step)
             .await
             .map_err(|why| ActionError::new(503, format!("not acting on databases ({step}): {why}")))?;
-        tracing::info!(server = conn.server(), step, "executing");
+        let (term, node) = self.coord.epoch();
+        tracing::info!(server = conn.server(), step, term, node, "executing");
         conn.exec(statement).await.map_err(ActionError::from)
     }
 
