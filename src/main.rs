@@ -103,7 +103,7 @@ fn init_logging(server: &config::ServerConfig) -> anyhow::Result<()> {
     use tracing_subscriber::prelude::*;
     let level = config::parse_log_level(&server.log_level).unwrap_or("info");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,mysql_async=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,mysql_async=warn,openraft=warn,openraft::core::heartbeat=error")));
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     let file = match &server.log_file {
         Some(path) => {
