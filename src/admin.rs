@@ -108,4 +108,32 @@ impl AdminConn {
             let _ = tokio::time::timeout(self.timeout, c.disconnect()).await;
         }
     }
+
+    /// Runs a query and returns its column names and every row, each value as text (`None` for
+    /// NULL), with the default deadline. The statement bounds its own row count (`LIMIT`).
+    pub async fn rows(&mut self, statement: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), AdminError> {
+        let t = self.timeout;
+        self.rows_within(statement, t).await
+    }
+
+    /// [`AdminConn::rows`] with an explicit deadline.
+    pub async fn rows_within(
+        &mut self,
+        statement: &str,
+        t: Duration,
+    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), AdminError> {
+        tracing::debug!(server = %self.server, statement, "admin query");
+        let conn = self.conn(statement)?;
+        let fut = async {
+            let result = conn.query_iter(statement).await?;
+            let names: Vec<String> =
+                result.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+            let rows: Vec<Row> = result.collect_and_drop().await?;
+            Ok((names, rows))
+        };
+        let r: Result<(Vec<String>, Vec<Row>), ProbeError> = probe::bounded(statement, t, fut).await;
+        let (names, rows) = r.map_err(|e| self.fail(e))?;
+        let rows = rows.iter().map(|r| (0..r.len()).map(|i| probe::col_at(r, i)).collect()).collect();
+        Ok((names, rows))
+    }
 }

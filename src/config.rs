@@ -101,6 +101,13 @@ const KEYS: &[KeySpec] = &[
     key("log-file", Kind::Str, ""),
     key("log-level", Kind::Str, "info"),
     key("monitoring-pause", Kind::Bool, "false"),
+    key("test", Kind::Bool, "false"),
+    key("prov-orchestrator", Kind::Str, "onpremise"),
+    key("prov-db-start-command", Kind::Str, ""),
+    key("prov-db-stop-command", Kind::Str, ""),
+    key("prov-db-provision-command", Kind::Str, ""),
+    key("prov-db-unprovision-command", Kind::Str, ""),
+    key("backup-timeout", Kind::Int, "3600"),
     key("raft-node-id", Kind::Int, "1"),
     key("raft-bind-address", Kind::Str, "127.0.0.1:10101"),
     key("raft-peers", Kind::Str, ""),
@@ -258,6 +265,16 @@ pub struct ClusterConfig {
     pub api_token_timeout_hours: u64,
     /// `monitoring-pause` (default false): skip probing.
     pub monitoring_pause: bool,
+    /// `test` (default false): allow the destructive regression scenarios of `tests/actions/run`.
+    pub test: bool,
+    /// `prov-db-start-command`, `-stop-`, `-provision-`, `-unprovision-command`: shell commands
+    /// run for server actions; `{host}`, `{port}` and `{cluster}` are replaced.
+    pub start_command: String,
+    pub stop_command: String,
+    pub provision_command: String,
+    pub unprovision_command: String,
+    /// `backup-timeout` (seconds, default 3600): deadline of a backup or optimize job.
+    pub backup_timeout: Duration,
     /// Every key of this cluster (known with defaults applied, and unknown ones), for the API.
     pub raw: BTreeMap<String, Value>,
 }
@@ -405,6 +422,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The files this configuration was read from (for `settings/reload`).
     pub source: Option<PathBuf>,
+    /// The `--key=value` overrides given on the command line (kept for `settings/reload`).
+    pub cli_overrides: Vec<(String, String)>,
 }
 
 impl Config {
@@ -488,7 +507,7 @@ impl Config {
             clusters.push(ClusterConfig::from_map(&name, &merged)?);
         }
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Config { server, clusters, warnings, source: None })
+        Ok(Config { server, clusters, warnings, source: None, cli_overrides: overrides.to_vec() })
     }
 
     /// The cluster named `name`.
@@ -769,8 +788,37 @@ impl ClusterConfig {
             api_acl_allow: s.str("api-credentials-acl-allow")?,
             api_token_timeout_hours: s.uint("api-token-timeout")?,
             monitoring_pause: s.bool("monitoring-pause")?,
+            test: s.bool("test")?,
+            start_command: s.str("prov-db-start-command")?,
+            stop_command: s.str("prov-db-stop-command")?,
+            provision_command: s.str("prov-db-provision-command")?,
+            unprovision_command: s.str("prov-db-unprovision-command")?,
+            backup_timeout: Duration::from_secs(s.uint("backup-timeout")?.max(1)),
             raw,
         })
+    }
+
+    /// This configuration with `settings` (key, value text) applied on top, validated like the
+    /// file: the error names the key.
+    pub fn with_settings(&self, settings: &BTreeMap<String, String>) -> Result<ClusterConfig, ConfigError> {
+        let mut map: Map<String, Value> = self.raw.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in settings {
+            if spec(k).is_none() {
+                return Err(ConfigError::Invalid { key: k.clone(), section: format!(" in [{}]", self.name), reason: "unknown setting".to_string() });
+            }
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+        ClusterConfig::from_map(&self.name, &map)
+    }
+
+    /// Whether `key` is a boolean setting (for `settings/switch`).
+    pub fn is_bool_setting(key: &str) -> bool {
+        spec(key).is_some_and(|k| k.kind == Kind::Bool)
+    }
+
+    /// The current value of a setting as text.
+    pub fn setting_text(&self, key: &str) -> Option<String> {
+        self.raw.get(key).map(value_text)
     }
 
     /// The cluster's settings as the API shows them: lowerCamel keys, secrets as `"*:*"`.
@@ -895,6 +943,23 @@ mod tests {
         assert_eq!(shown["dbServersCredential"], "*:*");
         assert_eq!(shown["apiCredentials"], "*:*");
         assert_eq!(shown["failoverMode"], "manual");
+    }
+
+    #[test]
+    fn settings_overrides_are_validated() {
+        let cfg = load("[c1]\ndb-servers-hosts = \"a\"\n", &[]).unwrap();
+        let c = &cfg.clusters[0];
+        let mut s = BTreeMap::new();
+        s.insert("failover-mode".to_string(), "automatic".to_string());
+        assert_eq!(c.with_settings(&s).unwrap().failover_mode, FailoverMode::Automatic);
+        s.insert("failover-limit".to_string(), "lots".to_string());
+        assert!(c.with_settings(&s).unwrap_err().to_string().contains("failover-limit"));
+        let mut bad = BTreeMap::new();
+        bad.insert("no-such-key".to_string(), "1".to_string());
+        assert!(c.with_settings(&bad).is_err());
+        assert!(ClusterConfig::is_bool_setting("autorejoin"));
+        assert!(!ClusterConfig::is_bool_setting("failover-limit"));
+        assert_eq!(c.setting_text("failover-limit").as_deref(), Some("5"));
     }
 
     #[test]

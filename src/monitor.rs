@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use replication_manager_api::{Action, ActionError, ActionResult};
+use replication_manager_api::{Action, ActionError, ActionResult, ServerAction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster_log::{ClusterLog, Level};
@@ -67,6 +67,26 @@ pub struct ServerRuntime {
 }
 
 impl ServerRuntime {
+    /// A server not probed yet.
+    pub fn new(addr: &HostPort, config: &ClusterConfig) -> ServerRuntime {
+        ServerRuntime {
+            addr: addr.clone(),
+            id: server_id(addr),
+            state: ServerState::Unconnected,
+            prev_state: ServerState::Unconnected,
+            fail_count: 0,
+            last_error: None,
+            snapshot: None,
+            maintenance: false,
+            ignored: config.ignored_hosts.contains(addr),
+            prefered: config.prefered_master.contains(addr),
+            hear_evidence: None,
+            hear_changed_at: None,
+            hearing: false,
+            last_delay: None,
+        }
+    }
+
     /// True when the last probe succeeded.
     pub fn is_up(&self) -> bool {
         self.last_error.is_none() && self.snapshot.is_some()
@@ -103,32 +123,25 @@ pub struct ClusterState {
     pub intent: Option<HostPort>,
     /// Latest failover/switchover operations (replicated).
     pub journal: Vec<JournalEntry>,
+    /// The configuration from the files; `config` is it plus `settings` and `extra_hosts`.
+    pub base_config: ClusterConfig,
+    /// Settings changed through the API (replicated).
+    pub settings: BTreeMap<String, String>,
+    /// Servers added through the API (replicated).
+    pub extra_hosts: Vec<HostPort>,
+    /// Bumped whenever `config` changes (the monitor then rebuilds its probes).
+    pub config_generation: u64,
 }
 
 impl ClusterState {
     /// A cluster with every server `Unconnected`.
     pub fn new(config: ClusterConfig) -> ClusterState {
-        let servers = config
-            .hosts
-            .iter()
-            .map(|addr| ServerRuntime {
-                addr: addr.clone(),
-                id: server_id(addr),
-                state: ServerState::Unconnected,
-                prev_state: ServerState::Unconnected,
-                fail_count: 0,
-                last_error: None,
-                snapshot: None,
-                maintenance: false,
-                ignored: config.ignored_hosts.contains(addr),
-                prefered: config.prefered_master.contains(addr),
-                hear_evidence: None,
-                hear_changed_at: None,
-                hearing: false,
-                last_delay: None,
-            })
-            .collect();
+        let servers = config.hosts.iter().map(|addr| ServerRuntime::new(addr, &config)).collect();
         ClusterState {
+            base_config: config.clone(),
+            settings: BTreeMap::new(),
+            extra_hosts: Vec::new(),
+            config_generation: 0,
             config,
             servers,
             master: None,
@@ -160,6 +173,36 @@ impl ClusterState {
         }
         self.intent = p.master.as_deref().and_then(HostPort::parse);
         self.journal = p.journal;
+        let extra: Vec<HostPort> = p.extra_hosts.iter().filter_map(|h| HostPort::parse(h)).collect();
+        if p.settings != self.settings || extra != self.extra_hosts {
+            self.settings = p.settings;
+            self.extra_hosts = extra;
+            if let Err(e) = self.apply_config() {
+                self.log(Level::Error, "settings", &format!("Replicated settings rejected: {e}"));
+            }
+        }
+    }
+
+    /// Recomputes `config` from the files' configuration, the API settings and added servers.
+    pub fn apply_config(&mut self) -> Result<(), crate::config::ConfigError> {
+        let mut cfg = self.base_config.with_settings(&self.settings)?;
+        for h in &self.extra_hosts {
+            if !cfg.hosts.contains(h) {
+                cfg.hosts.push(h.clone());
+            }
+        }
+        for h in &cfg.hosts {
+            if !self.servers.iter().any(|s| s.addr == *h) {
+                self.servers.push(ServerRuntime::new(h, &cfg));
+            }
+        }
+        for s in &mut self.servers {
+            s.ignored = cfg.ignored_hosts.contains(&s.addr);
+            s.prefered = cfg.prefered_master.contains(&s.addr);
+        }
+        self.config = cfg;
+        self.config_generation += 1;
+        Ok(())
     }
 
     /// The decisions to replicate.
@@ -172,6 +215,8 @@ impl ClusterState {
             maintenance: self.servers.iter().filter(|s| s.maintenance).map(|s| s.addr.to_string()).collect(),
             master: self.intent.as_ref().map(HostPort::to_string),
             journal: self.journal.clone(),
+            settings: self.settings.clone(),
+            extra_hosts: self.extra_hosts.iter().map(HostPort::to_string).collect(),
         }
     }
 
@@ -387,8 +432,19 @@ pub struct ClusterMonitor {
     probes: Vec<ServerProbe>,
     ticker: Duration,
     probe_deadline: Duration,
+    /// The config generation the probes were built for.
+    generation: u64,
     commands: mpsc::Receiver<ClusterCommand>,
     group: Arc<ManagerGroup>,
+    env: Arc<MonitorEnv>,
+}
+
+/// What every cluster monitor shares: where the configuration came from (for reloads) and
+/// the job registry (backups, optimize).
+pub struct MonitorEnv {
+    pub config_source: Option<std::path::PathBuf>,
+    pub cli_overrides: Vec<(String, String)>,
+    pub jobs: Arc<crate::jobs::JobRegistry>,
 }
 
 impl ClusterMonitor {
@@ -396,19 +452,35 @@ impl ClusterMonitor {
         shared: Arc<SharedCluster>,
         commands: mpsc::Receiver<ClusterCommand>,
         group: Arc<ManagerGroup>,
+        env: Arc<MonitorEnv>,
     ) -> ClusterMonitor {
-        let (probes, ticker, timeout) = {
-            let st = shared.read();
-            let cfg = &st.config;
-            let probes = cfg
-                .hosts
-                .iter()
-                .map(|h| ServerProbe::new(h.clone(), cfg.db_credential.clone(), cfg.connect_timeout))
-                .collect();
-            (probes, cfg.monitoring_ticker, cfg.connect_timeout)
+        let mut m = ClusterMonitor {
+            shared,
+            probes: Vec::new(),
+            ticker: Duration::from_secs(1),
+            probe_deadline: Duration::from_secs(1),
+            generation: u64::MAX,
+            commands,
+            group,
+            env,
         };
+        m.rebuild_probes();
+        m
+    }
+
+    /// (Re)creates one probe per server from the current configuration.
+    fn rebuild_probes(&mut self) {
+        let st = self.shared.read();
+        let cfg = &st.config;
+        self.probes = st
+            .servers
+            .iter()
+            .map(|s| ServerProbe::new(s.addr.clone(), cfg.db_credential.clone(), cfg.connect_timeout))
+            .collect();
+        self.ticker = cfg.monitoring_ticker;
         // Connect, then the statements: each bounded by the timeout, the whole by twice it.
-        ClusterMonitor { shared, probes, ticker, probe_deadline: timeout * 2, commands, group }
+        self.probe_deadline = cfg.connect_timeout * 2;
+        self.generation = st.config_generation;
     }
 
     fn executor(&self) -> FailoverExecutor<'_> {
@@ -505,18 +577,131 @@ impl ClusterMonitor {
                 self.refresh().await;
                 self.executor().cleanup().await
             }
+            Action::SetSetting { name, value } => self.executor().set_setting(&name, &value).await,
+            Action::SwitchSetting { name } => self.executor().switch_setting(&name).await,
+            Action::ReloadSettings => {
+                let env = self.env.clone();
+                self.executor().reload_settings(env.config_source.as_deref(), &env.cli_overrides).await
+            }
+            Action::AddServer { host, port } => self.executor().add_server(&host, &port).await,
+            Action::RunTest { name } => {
+                self.refresh().await;
+                self.executor().run_test(&name).await
+            }
+            Action::ServicesProvision => self.executor().services(false).await,
+            Action::ServicesBootstrap => self.executor().services(true).await,
+            Action::MasterPhysicalBackup => {
+                let master = {
+                    let st = self.shared.read();
+                    st.master.map(|m| st.servers[m].addr.to_string())
+                };
+                match master {
+                    Some(m) => self.server_action(&m, ServerAction::BackupPhysical).await,
+                    None => Err(ActionError::new(500, "No master known: no physical backup")),
+                }
+            }
+            Action::Server { server, action } => self.server_action(&server, action).await,
+        }
+    }
+
+    /// One server action: SQL toggles, orchestrator commands, jobs, reseeds.
+    async fn server_action(&mut self, server: &str, action: ServerAction) -> ActionResult {
+        match &action {
+            ServerAction::Start | ServerAction::Stop | ServerAction::Provision | ServerAction::Unprovision => {
+                self.executor().orchestrate(server, &action).await
+            }
+            ServerAction::BackupLogical
+            | ServerAction::BackupPhysical
+            | ServerAction::BackupErrorLog
+            | ServerAction::BackupSlowQueryLog
+            | ServerAction::Optimize => self.start_job(server, &action).await,
+            ServerAction::Reseed(method) => {
+                self.refresh().await;
+                self.reseed(server, method).await
+            }
+            _ => self.executor().server_sql_action(server, &action).await,
+        }
+    }
+
+    /// Starts a background job (backups, optimize) on a server and answers at once.
+    async fn start_job(&mut self, server: &str, action: &ServerAction) -> ActionResult {
+        use crate::jobs::JobKind;
+        let (addr, cluster, cred, deadline) = {
+            let st = self.shared.read();
+            let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+            if !st.servers[i].is_up() {
+                return Err(ActionError::new(500, "503 -Not a Valid Server!"));
+            }
+            (st.servers[i].addr.clone(), st.config.name.clone(), st.config.db_credential.clone(), st.config.backup_timeout)
+        };
+        let kind = match action {
+            ServerAction::BackupLogical => JobKind::BackupLogical,
+            ServerAction::BackupPhysical => JobKind::BackupPhysical,
+            ServerAction::BackupErrorLog => JobKind::BackupErrorLog,
+            ServerAction::BackupSlowQueryLog => JobKind::BackupSlowQueryLog,
+            _ => JobKind::Optimize,
+        };
+        self.group.check("start a job").await.map_err(|w| ActionError::new(503, w))?;
+        let job = self.env.jobs.start(kind, &cluster, &addr, &cred, deadline).map_err(|e| ActionError::new(409, e))?;
+        let msg = format!("Job {} ({kind:?}) started on {addr}", job.id);
+        self.shared.write().log(Level::Info, "job", &msg);
+        Ok(msg)
+    }
+
+    /// Rebuilds a replica: `logicalmaster` (dump of the master now), `logicalbackup` (the latest
+    /// logical backup of the cluster), `physicalbackup` (needs a local orchestrator: refused).
+    async fn reseed(&mut self, server: &str, method: &str) -> ActionResult {
+        let (addr, flavor, master, cfg) = {
+            let st = self.shared.read();
+            let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+            let Some(m) = st.master else { return Err(ActionError::new(500, "No master known: cannot reseed")) };
+            if i == m {
+                return Err(ActionError::new(409, "Refused: the master cannot be reseeded from itself"));
+            }
+            let flavor = st.servers[i].snapshot.as_ref().map_or(crate::sql::Flavor::MariaDB, |s| s.flavor);
+            (st.servers[i].addr.clone(), flavor, st.servers[m].addr.clone(), st.config.clone())
+        };
+        match method {
+            "logicalmaster" => self.executor().reseed_by_dump(&cfg, &addr, flavor, &master).await,
+            "logicalbackup" => {
+                let job = self
+                    .env
+                    .jobs
+                    .list(&cfg.name)
+                    .into_iter()
+                    .find(|j| j.kind == crate::jobs::JobKind::BackupLogical && j.state == "done")
+                    .ok_or_else(|| ActionError::new(409, "No finished logical backup in this cluster: run actions/backup-logical first"))?;
+                self.executor().reseed_from_backup(&cfg, &addr, flavor, &master, &job).await
+            }
+            "physicalbackup" => Err(ActionError::new(
+                501,
+                "Reseed from a physical backup needs an orchestrator that stops the server and replaces its datadir: not available here (use logicalbackup or logicalmaster)",
+            )),
+            other => Err(ActionError::new(400, format!("Unknown reseed method {other}: use logicalbackup, logicalmaster or physicalbackup"))),
         }
     }
 
     /// A probe round on top of the replicated decisions (also before an action, so it decides
     /// on current positions).
     async fn refresh(&mut self) {
-        let results = self.probe_all().await;
         let name = self.shared.read().config.name.clone();
         let replicated = self.group.load(&name);
+        let generation = {
+            let mut st = self.shared.write();
+            st.sync_replicated(replicated);
+            st.config_generation
+        };
+        if generation != self.generation {
+            for p in &mut self.probes {
+                p.close().await;
+            }
+            self.rebuild_probes();
+        }
+        let results = self.probe_all().await;
         let mut st = self.shared.write();
-        st.sync_replicated(replicated);
-        st.apply_round(results);
+        if results.len() == st.servers.len() {
+            st.apply_round(results);
+        }
     }
 
     async fn check_automatic_failover(&mut self) {

@@ -12,6 +12,7 @@ use anyhow::Context;
 use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupView, MonitorView, ServerView};
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
+    ServerInfo,
     ServerRef, TokenKeys,
 };
 use serde_json::{json, Value};
@@ -35,6 +36,8 @@ pub struct NodeBackend {
     hostname: String,
     uuid: String,
     group: Arc<ManagerGroup>,
+    jobs: Arc<crate::jobs::JobRegistry>,
+    status_cache: Arc<crate::server_info::StatusCache>,
 }
 
 impl NodeBackend {
@@ -261,6 +264,66 @@ impl Backend for NodeBackend {
         }
     }
 
+    fn server_info(
+        &self,
+        cluster: &str,
+        server: &str,
+        info: ServerInfo,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Value, ActionError>> + Send {
+        let target = match self.cluster_state(cluster) {
+            None => Err(ActionError::new(500, "No cluster")),
+            Some(c) => {
+                let st = c.read();
+                match st.find_server(server) {
+                    Some(i) if st.servers[i].is_up() && !st.servers[i].state.is_down() => Ok((
+                        st.servers[i].addr.clone(),
+                        st.config.db_credential.clone(),
+                        st.config.connect_timeout.max(Duration::from_secs(2)) * 2,
+                    )),
+                    _ => Err(ActionError::new(500, "503 -Not a Valid Server!")),
+                }
+            }
+        };
+        let cache = self.status_cache.clone();
+        async move {
+            use crate::server_info::{read_info, InfoError, InfoKind, InfoRequest};
+            let (addr, cred, timeout) = target?;
+            let kind = match info {
+                ServerInfo::Processlist => InfoKind::Processlist,
+                ServerInfo::Variables => InfoKind::Variables,
+                ServerInfo::Status => InfoKind::Status,
+                ServerInfo::StatusDelta => InfoKind::StatusDelta,
+                ServerInfo::StatusInnodb => InfoKind::StatusInnodb,
+                ServerInfo::ErrorLog => InfoKind::ErrorLog,
+                ServerInfo::SlowLog => InfoKind::SlowLog,
+                ServerInfo::Tables => InfoKind::Tables,
+                ServerInfo::VTables => InfoKind::VTables,
+                ServerInfo::Schemas => InfoKind::Schemas,
+            };
+            let name = addr.to_string();
+            let req = InfoRequest { addr: &addr, cred: &cred, timeout, limit, server_name: &name };
+            read_info(kind, &req, &cache).await.map_err(|e| match e {
+                InfoError::NotAvailable(m) => ActionError::new(501, m),
+                InfoError::Failed(m) => ActionError::new(500, m),
+            })
+        }
+    }
+
+    fn settings(&self, cluster: &str) -> Option<Value> {
+        Some(self.cluster_state(cluster)?.read().config.masked_json())
+    }
+
+    fn tests(&self, cluster: &str) -> Option<Vec<String>> {
+        self.cluster_state(cluster)?;
+        Some(crate::operations::TESTS.iter().map(|t| t.to_string()).collect())
+    }
+
+    fn jobs(&self, cluster: &str) -> Option<Value> {
+        self.cluster_state(cluster)?;
+        serde_json::to_value(self.jobs.list(cluster)).ok()
+    }
+
     fn master_view(&self, cluster: &str) -> Option<Value> {
         let st = self.cluster_state(cluster)?.read();
         let (master, state, fail_count) = match st.master {
@@ -332,6 +395,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let datadir = config.server.datadir.clone();
     std::fs::create_dir_all(&datadir).with_context(|| format!("creating monitoring-datadir {}", datadir.display()))?;
     let group = ManagerGroup::start(&config.server).await?;
+    let jobs = crate::jobs::JobRegistry::open(&datadir)?;
+    let env = Arc::new(crate::monitor::MonitorEnv {
+        config_source: config.source.clone(),
+        cli_overrides: config.cli_overrides.clone(),
+        jobs: jobs.clone(),
+    });
 
     let mut clusters = BTreeMap::new();
     let mut commands = BTreeMap::new();
@@ -353,6 +422,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hostname: hostname(),
         uuid: format!("{:032x}", rand::random::<u128>()),
         group: group.clone(),
+        jobs,
+        status_cache: Arc::new(crate::server_info::StatusCache::default()),
     });
     let state = Arc::new(ApiState {
         backend: backend.clone(),
@@ -367,7 +438,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if group.role() == NodeRole::Manager {
         for (name, rx) in receivers {
             let Some(shared) = backend.clusters.get(&name) else { continue };
-            let monitor = ClusterMonitor::new(shared.clone(), rx, group.clone());
+            let monitor = ClusterMonitor::new(shared.clone(), rx, group.clone(), env.clone());
             tasks.spawn(monitor.run(stop_rx.clone()));
         }
     } else {

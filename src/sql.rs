@@ -149,6 +149,16 @@ pub const GTID_BINLOG_POS: &str = "SELECT @@gtid_binlog_pos";
 /// Makes a demoted master resume from what it already holds (its own binlog position).
 pub const SLAVE_POS_FROM_CURRENT: &str = "SET GLOBAL gtid_slave_pos = @@gtid_current_pos";
 
+/// Server toggles (the API's `toogle-*` actions).
+pub const TOGGLE_READ_ONLY: &str = "SET GLOBAL read_only = IF(@@read_only, 0, 1)";
+pub const TOGGLE_INNODB_MONITOR: &str = "SET GLOBAL innodb_status_output = IF(@@innodb_status_output, 0, 1)";
+pub const TOGGLE_SLOW_QUERY_LOG: &str = "SET GLOBAL slow_query_log = IF(@@slow_query_log, 0, 1)";
+pub const SLOW_QUERY_LOG_ON: &str = "SET GLOBAL slow_query_log = 1";
+/// Capture every query in the slow log (long_query_time 0), or back to 10 s.
+pub const TOGGLE_SLOW_QUERY_CAPTURE: &str = "SET GLOBAL long_query_time = IF(@@long_query_time = 0, 10, 0)";
+/// Skips one event of the stopped replication SQL thread.
+pub const SKIP_ONE_EVENT: &str = "SET GLOBAL sql_slave_skip_counter = 1";
+
 /// Schemas copied by a reseed (system schemas excluded).
 pub const USER_SCHEMAS: &str = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
     WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";

@@ -195,3 +195,60 @@ async fn bench_group() {
         percentile(&both_times, 95.0)
     );
 }
+
+/// Requests per second and latency percentiles of one route under `clients` concurrent clients.
+async fn load_route(url: String, token: Option<String>, clients: usize, duration: Duration) -> (f64, f64, f64, u64) {
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).pool_max_idle_per_host(clients).build().unwrap();
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut rq = client.get(&url);
+                if let Some(tk) = &token {
+                    rq = rq.bearer_auth(tk);
+                }
+                match rq.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let rps = all.len() as f64 / duration.as_secs_f64();
+    (rps, percentile(&all, 50.0), percentile(&all, 99.0), errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with scripts/bench-failover"]
+async fn bench_api() {
+    let sb = Sandbox::start(3, true);
+    let (m, token, dir) = start(&sb).await;
+    assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
+    let clients = 16;
+    let duration = Duration::from_secs(5);
+    for (name, path, tok) in [
+        ("health is-master", format!("/api/clusters/{CLUSTER}/servers/{}/is-master", sb.addr(1)), None),
+        ("topology/servers", format!("/api/clusters/{CLUSTER}/topology/servers"), Some(token.clone())),
+    ] {
+        let (rps, p50, p99, errors) = load_route(m.url(&path), tok, clients, duration).await;
+        println!("api {name}: {clients} clients x {}s on loopback: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors", duration.as_secs());
+    }
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -23,24 +23,6 @@ pub const GRANTS: &[&str] = &[
     "global-grant", "global-settings",
 ];
 
-/// The grants that allow a protected route (any one suffices); routes not listed need only a
-/// valid token. Keyed by the route template as registered in the router.
-pub const ROUTE_GRANTS: &[(&str, &[&str])] = &[
-    ("/api/clusters/{cluster}/servers/{server}/master-status", &["db-replication"]),
-    ("/api/clusters/{cluster}/servers/{server}/all-slaves-status", &["db-replication"]),
-    ("/api/clusters/{cluster}/actions/switchover", &["cluster-switchover"]),
-    ("/api/clusters/{cluster}/actions/failover", &["cluster-failover"]),
-    ("/api/clusters/{cluster}/actions/reset-failover-control", &["cluster-settings"]),
-    ("/api/clusters/{cluster}/actions/replication/bootstrap/{topology}", &["cluster-replication"]),
-    ("/api/clusters/{cluster}/actions/replication/cleanup", &["cluster-replication"]),
-    ("/api/clusters/{cluster}/servers/{server}/actions/maintenance", &["db-maintenance"]),
-];
-
-/// The grants a route needs (empty: any valid token).
-pub fn route_grants(template: &str) -> &'static [&'static str] {
-    ROUTE_GRANTS.iter().find(|(t, _)| *t == template).map_or(&[], |(_, g)| g)
-}
-
 /// The grant prefixes `acl_allow` (`user:prefix prefix,user2:...`) gives `user`.
 pub fn prefixes_for<'a>(acl_allow: &'a str, user: &str) -> Vec<&'a str> {
     acl_allow

@@ -51,6 +51,62 @@ pub enum Action {
     ReplicationCleanup,
     /// Toggle a server's maintenance flag.
     ToggleMaintenance { server: String },
+    /// An action on one server.
+    Server { server: String, action: ServerAction },
+    /// Set a cluster setting (replicated; validated like the configuration file).
+    SetSetting { name: String, value: String },
+    /// Flip a boolean cluster setting.
+    SwitchSetting { name: String },
+    /// Re-read the configuration files.
+    ReloadSettings,
+    /// Run a named regression scenario.
+    RunTest { name: String },
+    /// Add a server to monitoring at runtime (replicated).
+    AddServer { host: String, port: String },
+    /// Provision every server of the cluster (orchestrator commands).
+    ServicesProvision,
+    /// Provision every server, then bootstrap master-slave replication.
+    ServicesBootstrap,
+    /// Physical backup of the master.
+    MasterPhysicalBackup,
+}
+
+/// An action on one database server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAction {
+    Start,
+    Stop,
+    BackupLogical,
+    BackupPhysical,
+    BackupErrorLog,
+    BackupSlowQueryLog,
+    Optimize,
+    /// Rebuild from `logicalbackup`, `logicalmaster` or `physicalbackup`.
+    Reseed(String),
+    ToggleInnodbMonitor,
+    ToggleSlowQuery,
+    ToggleSlowQueryCapture,
+    ToggleReadOnly,
+    ResetMaster,
+    StartSlave,
+    SkipReplicationEvent,
+    Provision,
+    Unprovision,
+}
+
+/// Read-only information about one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerInfo {
+    Processlist,
+    Variables,
+    Status,
+    StatusDelta,
+    StatusInnodb,
+    ErrorLog,
+    SlowLog,
+    Tables,
+    VTables,
+    Schemas,
 }
 
 /// Why an action did not succeed: the HTTP status and a plain-text reason.
@@ -131,6 +187,20 @@ pub trait Backend: Send + Sync + 'static {
     fn leader_route(&self) -> LeaderRoute;
     /// The manager group as this node sees it.
     fn group(&self) -> crate::wire::GroupView;
+    /// Reads live information from one server (`limit` rows at most).
+    fn server_info(
+        &self,
+        cluster: &str,
+        server: &str,
+        info: ServerInfo,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, ActionError>> + Send;
+    /// The cluster's settings, secrets masked; `None` for an unknown cluster.
+    fn settings(&self, cluster: &str) -> Option<serde_json::Value>;
+    /// Names of the regression scenarios; `None` for an unknown cluster.
+    fn tests(&self, cluster: &str) -> Option<Vec<String>>;
+    /// Jobs (backups, optimize) of the cluster; `None` for an unknown cluster.
+    fn jobs(&self, cluster: &str) -> Option<serde_json::Value>;
     /// Runs a mutating action on a cluster and waits for its outcome.
     fn run_action(
         &self,

@@ -5,9 +5,10 @@
 pub mod acl;
 pub mod auth;
 pub mod backend;
+pub mod openapi;
 pub mod router;
 pub mod wire;
 
 pub use auth::{LoginLimiter, TokenKeys};
-pub use backend::{Action, ActionError, ActionResult, AuthUser, Backend, LeaderRoute, Health, HealthCheck, Lookup, ServerRef};
+pub use backend::{Action, ActionError, ActionResult, AuthUser, Backend, LeaderRoute, ServerAction, ServerInfo, Health, HealthCheck, Lookup, ServerRef};
 pub use router::{router, ApiState};

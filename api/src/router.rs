@@ -12,7 +12,7 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
-use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, ServerRef};
+use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, ServerAction, ServerInfo, ServerRef};
 
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -72,50 +72,219 @@ fn json<T: Serialize>(v: &T) -> Response {
     Json(v).into_response()
 }
 
-/// Builds the router over `state`.
-pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
-    let mutating = Router::new()
-        .route("/api/clusters/{cluster}/actions/switchover", get(switchover::<B>).post(switchover::<B>))
-        .route("/api/clusters/{cluster}/actions/failover", get(failover::<B>).post(failover::<B>))
-        .route(
-            "/api/clusters/{cluster}/actions/reset-failover-control",
-            get(reset_failover_control::<B>).post(reset_failover_control::<B>),
-        )
-        .route(
-            "/api/clusters/{cluster}/actions/replication/bootstrap/{topology}",
-            get(bootstrap::<B>).post(bootstrap::<B>),
-        )
-        .route("/api/clusters/{cluster}/actions/replication/cleanup", get(cleanup::<B>).post(cleanup::<B>))
-        .route(
-            "/api/clusters/{cluster}/servers/{server}/actions/maintenance",
-            get(maintenance::<B>).post(maintenance::<B>),
-        )
-        // Runs after the token check (layers added later run first): forward, or run here.
-        .route_layer(middleware::from_fn_with_state(state.clone(), forward_to_leader::<B>));
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// Any valid token.
+    Token,
+    /// A valid token whose user holds one of these grants (403 `No valid ACL` otherwise).
+    Grant(&'static [&'static str]),
+}
 
-    let protected = Router::new()
-        .route("/api/clusters", get(clusters::<B>))
-        .route("/api/group", get(group::<B>))
-        .route("/api/monitor", get(monitor::<B>))
-        .route("/api/clusters/{cluster}", get(cluster::<B>))
-        .route("/api/clusters/{cluster}/topology/servers", get(topo_servers::<B>))
-        .route("/api/clusters/{cluster}/topology/master", get(topo_master::<B>))
-        .route("/api/clusters/{cluster}/topology/slaves", get(topo_slaves::<B>))
-        .route("/api/clusters/{cluster}/topology/proxies", get(topo_proxies::<B>))
-        .route("/api/clusters/{cluster}/topology/logs", get(topo_logs::<B>))
-        .route("/api/clusters/{cluster}/topology/alerts", get(topo_alerts::<B>))
-        .route("/api/clusters/{cluster}/topology/crashes", get(topo_crashes::<B>))
-        .route("/api/clusters/{cluster}/servers/{server}/master-status", get(server_master_status::<B>))
-        .route("/api/clusters/{cluster}/servers/{server}/all-slaves-status", get(server_all_slaves_status::<B>))
-        .merge(mutating)
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_grant::<B>))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
+/// One route: its path template, methods, access, whether it mutates (then it runs on the
+/// leader, forwarded if needed), a summary for the OpenAPI document, and its handler. The
+/// router and `/api/openapi.json` are both built from this list, so they cannot drift.
+pub struct RouteSpec<B> {
+    pub path: String,
+    pub methods: &'static [&'static str],
+    pub access: Access,
+    pub mutating: bool,
+    pub summary: &'static str,
+    pub handler: axum::routing::MethodRouter<Arc<ApiState<B>>>,
+}
 
-    let mut public = Router::new()
-        .route("/api/status", get(status::<B>))
-        .route("/api/login", post(login::<B>))
-        .route("/api/clusters/{cluster}/status", get(cluster_status::<B>))
-        .route("/api/internal/clusters/{cluster}/master-view", get(master_view::<B>));
+const GET: &[&str] = &["GET"];
+const GET_POST: &[&str] = &["GET", "POST"];
+
+fn spec<B>(
+    path: impl Into<String>,
+    methods: &'static [&'static str],
+    access: Access,
+    mutating: bool,
+    summary: &'static str,
+    handler: axum::routing::MethodRouter<Arc<ApiState<B>>>,
+) -> RouteSpec<B> {
+    RouteSpec { path: path.into(), methods, access, mutating, summary, handler }
+}
+
+/// Every route of the API.
+pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
+    use Access::*;
+    let mut v = vec![
+        spec("/api/status", GET, Public, false, "Manager status: {\"alive\": \"running\"} once started", get(status::<B>)),
+        spec("/api/login", &["POST"], Public, false, "Login with {\"username\",\"password\"}; returns {\"token\"}", post(login::<B>)),
+        spec("/api/openapi.json", GET, Public, false, "This OpenAPI document", get(openapi::<B>)),
+        spec("/api/clusters/{cluster}/status", GET, Public, false, "Cluster status: running or errors", get(cluster_status::<B>)),
+        spec(
+            "/api/internal/clusters/{cluster}/master-view",
+            GET,
+            Public,
+            false,
+            "How this node sees the master (asked by the leader before a failover)",
+            get(master_view::<B>),
+        ),
+        spec("/api/clusters", GET, Token, false, "Every cluster object", get(clusters::<B>)),
+        spec("/api/group", GET, Token, false, "The manager group as this node sees it", get(group::<B>)),
+        spec("/api/monitor", GET, Token, false, "Manager object (status A/S, split brain, configs)", get(monitor::<B>)),
+        spec("/api/clusters/{cluster}", GET, Token, false, "Cluster object", get(cluster::<B>)),
+        spec("/api/clusters/{cluster}/topology/servers", GET, Token, false, "Server objects", get(topo_servers::<B>)),
+        spec("/api/clusters/{cluster}/topology/master", GET, Token, false, "The master's server object or null", get(topo_master::<B>)),
+        spec("/api/clusters/{cluster}/topology/slaves", GET, Token, false, "Replica server objects", get(topo_slaves::<B>)),
+        spec("/api/clusters/{cluster}/topology/proxies", GET, Token, false, "Proxies (none managed)", get(topo_proxies::<B>)),
+        spec("/api/clusters/{cluster}/topology/logs", GET, Token, false, "Cluster log lines, newest first", get(topo_logs::<B>)),
+        spec("/api/clusters/{cluster}/topology/alerts", GET, Token, false, "Open errors and warnings", get(topo_alerts::<B>)),
+        spec("/api/clusters/{cluster}/topology/crashes", GET, Token, false, "Failover and switchover records", get(topo_crashes::<B>)),
+        spec("/api/clusters/{cluster}/settings", GET, Grant(&["cluster-settings"]), false, "Cluster settings (secrets masked)", get(settings::<B>)),
+        spec("/api/clusters/{cluster}/tests", GET, Grant(&["cluster-test"]), false, "Regression scenarios that can be run", get(tests::<B>)),
+        spec("/api/clusters/{cluster}/jobs", GET, Grant(&["cluster-process", "db-backup"]), false, "Jobs (backups, optimize)", get(jobs::<B>)),
+        spec("/api/clusters/{cluster}/backups", GET, Grant(&["cluster-show-backups", "db-backup"]), false, "Backup jobs", get(jobs::<B>)),
+        spec(
+            "/api/clusters/{cluster}/actions/services",
+            GET,
+            Grant(&["prov-cluster"]),
+            false,
+            "Orchestrator agent services (no opensvc/kube agent here: 501)",
+            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "No orchestrator agent is available: services are not managed by an opensvc or kube agent here") }),
+        ),
+        spec(
+            "/api/clusters/{cluster}/actions/start-traffic",
+            GET_POST,
+            Grant(&["cluster-traffic"]),
+            false,
+            "Proxy traffic switch (no proxy is managed here: 501)",
+            get(no_proxy).post(no_proxy),
+        ),
+        spec(
+            "/api/clusters/{cluster}/actions/stop-traffic",
+            GET_POST,
+            Grant(&["cluster-traffic"]),
+            false,
+            "Proxy traffic switch (no proxy is managed here: 501)",
+            get(no_proxy).post(no_proxy),
+        ),
+        spec("/api/clusters/{cluster}/servers/{server}/master-status", GET, Grant(&["db-replication"]), false, "SHOW MASTER STATUS of a server", get(server_master_status::<B>)),
+        spec("/api/clusters/{cluster}/servers/{server}/all-slaves-status", GET, Grant(&["db-replication"]), false, "SHOW ALL SLAVES STATUS of a server", get(server_all_slaves_status::<B>)),
+        spec(
+            "/api/clusters/{cluster}/servers/{server}/service-opensvc",
+            GET,
+            Grant(&["prov-db-provision"]),
+            false,
+            "OpenSVC service configuration (the opensvc orchestrator is not available: 501)",
+            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "The opensvc orchestrator is not available in this manager: no service configuration to show") }),
+        ),
+        spec("/api/clusters/{cluster}/actions/switchover", GET_POST, Grant(&["cluster-switchover"]), true, "Switchover (optional prefmaster=host:port)", get(switchover::<B>).post(switchover::<B>)),
+        spec("/api/clusters/{cluster}/actions/failover", GET_POST, Grant(&["cluster-failover"]), true, "Failover now, electing the best candidate", get(failover::<B>).post(failover::<B>)),
+    ];
+    let cluster_actions: &[(&str, &'static [&'static str], &'static str, Action)] = &[
+        ("actions/reset-failover-control", &["cluster-settings"], "Reset the failover counter", Action::ResetFailoverControl),
+        ("actions/replication/cleanup", &["cluster-replication"], "Remove replication from every server", Action::ReplicationCleanup),
+        ("settings/reload", &["cluster-settings"], "Re-read the configuration files", Action::ReloadSettings),
+        ("settings/actions/reload", &["cluster-settings"], "Re-read the configuration files (Go path)", Action::ReloadSettings),
+        ("services/provision", &["prov-cluster"], "Provision every server (orchestrator commands)", Action::ServicesProvision),
+        ("actions/services/provision", &["prov-cluster"], "Provision every server (document path)", Action::ServicesProvision),
+        ("services/bootstrap", &["prov-cluster"], "Provision every server, then bootstrap replication", Action::ServicesBootstrap),
+        ("actions/services/bootstrap", &["prov-cluster"], "Provision and bootstrap (document path)", Action::ServicesBootstrap),
+        ("actions/master-physical-backup", &["db-backup"], "Physical backup of the master (job)", Action::MasterPhysicalBackup),
+    ];
+    for (suffix, grants, summary, action) in cluster_actions {
+        let action = action.clone();
+        let h = move |st: St<B>, Path(c): Path<String>| {
+            let action = action.clone();
+            async move { action_answer(st.backend.run_action(&c, action).await) }
+        };
+        v.push(spec(format!("/api/clusters/{{cluster}}/{suffix}"), GET_POST, Access::Grant(grants), true, summary, get(h.clone()).post(h)));
+    }
+    v.push(spec(
+        "/api/clusters/{cluster}/actions/replication/bootstrap/{topology}",
+        GET_POST,
+        Grant(&["cluster-replication"]),
+        true,
+        "Bootstrap replication: master-slave or multi-master (resets binary logs)",
+        get(bootstrap::<B>).post(bootstrap::<B>),
+    ));
+    for p in ["settings/switch/{name}", "settings/actions/switch/{name}"] {
+        v.push(spec(format!("/api/clusters/{{cluster}}/{p}"), GET_POST, Grant(&["cluster-settings"]), true, "Flip a boolean setting", get(switch_setting::<B>).post(switch_setting::<B>)));
+    }
+    for p in ["settings/set/{name}/{value}", "settings/actions/set/{name}/{value}"] {
+        v.push(spec(format!("/api/clusters/{{cluster}}/{p}"), GET_POST, Grant(&["cluster-settings"]), true, "Set a setting", get(set_setting::<B>).post(set_setting::<B>)));
+    }
+    v.push(spec("/api/clusters/{cluster}/tests/actions/run/{test}", GET_POST, Grant(&["cluster-test"]), true, "Run a regression scenario", get(run_test::<B>).post(run_test::<B>)));
+    v.push(spec("/api/clusters/{cluster}/actions/addserver/{host}/{port}", GET_POST, Grant(&["cluster-create-monitor"]), true, "Add a server to monitoring", get(add_server::<B>).post(add_server::<B>)));
+    v.push(spec("/api/clusters/{cluster}/servers/{server}/actions/maintenance", GET_POST, Grant(&["db-maintenance"]), true, "Toggle maintenance", get(maintenance::<B>).post(maintenance::<B>)));
+    v.push(spec("/api/clusters/{cluster}/servers/{server}/actions/reseed/{method}", GET_POST, Grant(&["db-restore"]), true, "Rebuild from logicalbackup, logicalmaster or physicalbackup", get(reseed::<B>).post(reseed::<B>)));
+    let server_actions: &[(&str, &'static [&'static str], &'static str, ServerAction)] = &[
+        ("start", &["db-start"], "Start the server (orchestrator)", ServerAction::Start),
+        ("stop", &["db-stop"], "Stop the server (orchestrator)", ServerAction::Stop),
+        ("provision", &["prov-db-provision"], "Provision the server (orchestrator)", ServerAction::Provision),
+        ("unprovision", &["prov-db-unprovision"], "Unprovision the server (orchestrator)", ServerAction::Unprovision),
+        ("backup", &["db-backup"], "Logical backup (job)", ServerAction::BackupLogical),
+        ("backup-logical", &["db-backup"], "Logical backup with mariadb-dump (job)", ServerAction::BackupLogical),
+        ("backup-physical", &["db-backup"], "Physical backup with mariadb-backup (job)", ServerAction::BackupPhysical),
+        ("backup-error-log", &["db-backup"], "Copy of the error log (job)", ServerAction::BackupErrorLog),
+        ("backup-slow-query-log", &["db-backup"], "Copy of the slow query log (job)", ServerAction::BackupSlowQueryLog),
+        ("backup-slowquery-log", &["db-backup"], "Copy of the slow query log (job, Go path)", ServerAction::BackupSlowQueryLog),
+        ("optimize", &["db-maintenance"], "OPTIMIZE every table (job)", ServerAction::Optimize),
+        ("toogle-innodb-monitor", &["db-logs"], "Toggle innodb_status_output", ServerAction::ToggleInnodbMonitor),
+        ("toogle-slow-query", &["db-logs"], "Toggle slow_query_log", ServerAction::ToggleSlowQuery),
+        ("toogle-slow-query-capture", &["db-logs", "db-capture"], "Toggle capture of every query in the slow log", ServerAction::ToggleSlowQueryCapture),
+        ("toogle-read-only", &["db-readonly"], "Toggle read_only", ServerAction::ToggleReadOnly),
+        ("reset-master", &["db-replication"], "RESET MASTER (refused on the master)", ServerAction::ResetMaster),
+        ("start-slave", &["db-replication", "db-start"], "START SLAVE", ServerAction::StartSlave),
+        ("skip-replication-event", &["db-replication"], "Skip one replication event and restart replication", ServerAction::SkipReplicationEvent),
+    ];
+    for (suffix, grants, summary, action) in server_actions {
+        let action = action.clone();
+        let h = move |st: St<B>, Path((c, server)): Path<(String, String)>| {
+            let action = action.clone();
+            async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }).await) }
+        };
+        v.push(spec(
+            format!("/api/clusters/{{cluster}}/servers/{{server}}/actions/{suffix}"),
+            GET_POST,
+            Access::Grant(grants),
+            true,
+            summary,
+            get(h.clone()).post(h),
+        ));
+        if *suffix == "skip-replication-event" {
+            // The document's spelling (missing '/').
+            let action = ServerAction::SkipReplicationEvent;
+            let h = move |st: St<B>, Path((c, server)): Path<(String, String)>| {
+                let action = action.clone();
+                async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }).await) }
+            };
+            v.push(spec(
+                "/api/clusters/{cluster}/servers/{server}/actionsskip-replication-event",
+                GET_POST,
+                Access::Grant(grants),
+                true,
+                "Skip one replication event (document spelling)",
+                get(h.clone()).post(h),
+            ));
+        }
+    }
+    let infos: &[(&str, &'static [&'static str], &'static str, ServerInfo)] = &[
+        ("processlist", &["db-logs", "db-show-process"], "Processlist (?limit=N)", ServerInfo::Processlist),
+        ("variables", &["db-show-variables"], "Global variables", ServerInfo::Variables),
+        ("status", &["db-show-status"], "Global status", ServerInfo::Status),
+        ("status-delta", &["db-show-status"], "Global status per-second deltas since the previous sample", ServerInfo::StatusDelta),
+        ("status-innodb", &["db-logs", "db-show-status"], "InnoDB status counters", ServerInfo::StatusInnodb),
+        ("errorlog", &["db-logs"], "Error log lines (?limit=N)", ServerInfo::ErrorLog),
+        ("slowlog", &["db-logs"], "Slow query log entries (?limit=N)", ServerInfo::SlowLog),
+        ("slow-queries", &["db-logs"], "Slow query log entries (Go path)", ServerInfo::SlowLog),
+        ("tables", &["db-show-schema"], "Tables of the user schemas", ServerInfo::Tables),
+        ("vtables", &["db-show-schema"], "Tables keyed by schema.table", ServerInfo::VTables),
+        ("schemas", &["db-show-schema"], "Schemas", ServerInfo::Schemas),
+    ];
+    for (suffix, grants, summary, info) in infos {
+        let info = *info;
+        let h = move |st: St<B>, Path((c, server)): Path<(String, String)>, q: axum::extract::RawQuery| async move {
+            server_info(st, c, server, info, q.0).await
+        };
+        v.push(spec(format!("/api/clusters/{{cluster}}/servers/{{server}}/{suffix}"), GET, Access::Grant(grants), false, summary, get(h)));
+    }
     // Health checks: 2.0 paths without /api, and 2.1 paths under both prefixes.
     for prefix in ["/clusters", "/api/clusters"] {
         for (suffix, check) in [
@@ -124,32 +293,51 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
             ("master-status", HealthCheck::Master),
             ("slave-status", HealthCheck::Slave),
         ] {
+            let by_host = get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check));
+            v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"), GET, Public, false, "Health check by host and port", by_host));
             // Under /api the by-name master-status is the protected binlog-status route.
-            if prefix == "/api/clusters" && suffix == "master-status" {
-                public = public.route(
-                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"),
-                    get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check)),
-                );
-                continue;
+            if !(prefix == "/api/clusters" && suffix == "master-status") {
+                let by_name = get(move |s: St<B>, p: Path<(String, String)>| health_by_name(s, p, check));
+                v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"), GET, Public, false, "Health check by server id or host:port", by_name));
             }
-            public = public
-                .route(
-                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"),
-                    get(move |s: St<B>, p: Path<(String, String)>| health_by_name(s, p, check)),
-                )
-                .route(
-                    &format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"),
-                    get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check)),
-                );
         }
     }
+    v
+}
 
+/// Builds the router over `state` from [`route_specs`].
+pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
+    let mut public = Router::new();
+    let mut protected = Router::new();
+    let mut mutating = Router::new();
+    let mut grants = std::collections::HashMap::new();
+    for s in route_specs::<B>() {
+        if let Access::Grant(g) = s.access {
+            grants.insert(s.path.clone(), g);
+        }
+        match (s.access, s.mutating) {
+            (Access::Public, _) => public = public.route(&s.path, s.handler),
+            (_, true) => mutating = mutating.route(&s.path, s.handler),
+            (_, false) => protected = protected.route(&s.path, s.handler),
+        }
+    }
+    let grants = Arc::new(grants);
+    // Layers added later run first: token, then grant, then (mutating) forward or run here.
+    let mutating = mutating.route_layer(middleware::from_fn_with_state(state.clone(), forward_to_leader::<B>));
+    let protected = protected
+        .merge(mutating)
+        .route_layer(middleware::from_fn_with_state((state.clone(), grants), require_grant::<B>))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token::<B>));
     public
         .merge(protected)
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(cors))
         .with_state(state)
+}
+
+async fn openapi<B: Backend>() -> Response {
+    json(&crate::openapi::document(&route_specs::<B>()))
 }
 
 async fn cors(req: Request, next: Next) -> Response {
@@ -259,16 +447,17 @@ async fn group<B: Backend>(State(st): St<B>) -> Response {
     json(&st.backend.group())
 }
 
-/// Checks the route's grants (`acl::ROUTE_GRANTS`) for the token's user: 403 `No valid ACL`.
+type GrantMap = Arc<std::collections::HashMap<String, &'static [&'static str]>>;
+
+/// Checks the route's grants for the token's user: 403 `No valid ACL`.
 async fn require_grant<B: Backend>(
-    State(st): St<B>,
+    State((st, grants)): State<(Arc<ApiState<B>>, GrantMap)>,
     matched: Option<axum::extract::MatchedPath>,
     params: axum::extract::RawPathParams,
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(template) = matched.map(|m| m.as_str().to_string()) else { return next.run(req).await };
-    let needed = crate::acl::route_grants(&template);
+    let needed: &[&str] = matched.and_then(|m| grants.get(m.as_str()).copied()).unwrap_or(&[]);
     if needed.is_empty() {
         return next.run(req).await;
     }
@@ -493,17 +682,11 @@ async fn failover<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Respon
     action_answer(st.backend.run_action(&c, Action::Failover).await)
 }
 
-async fn reset_failover_control<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::ResetFailoverControl).await)
-}
 
 async fn bootstrap<B: Backend>(State(st): St<B>, Path((c, topology)): Path<(String, String)>) -> Response {
     action_answer(st.backend.run_action(&c, Action::Bootstrap { topology }).await)
 }
 
-async fn cleanup<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::ReplicationCleanup).await)
-}
 
 async fn maintenance<B: Backend>(State(st): St<B>, Path((c, server)): Path<(String, String)>) -> Response {
     action_answer(st.backend.run_action(&c, Action::ToggleMaintenance { server }).await)
@@ -514,6 +697,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None), Ok(1000));
+        assert_eq!(parse_limit(Some("limit=5")), Ok(5));
+        assert_eq!(parse_limit(Some("x=1&limit=10000")), Ok(10000));
+        assert!(parse_limit(Some("limit=0")).is_err());
+        assert!(parse_limit(Some("limit=abc")).is_err());
+        assert!(parse_limit(Some("limit=10001")).is_err());
+    }
+
+    #[test]
     fn prefmaster_from_query_or_form() {
         assert_eq!(prefmaster(Some("prefmaster=127.0.0.1%3A3311"), b""), Some("127.0.0.1:3311".to_string()));
         assert_eq!(prefmaster(None, b"a=1&prefmaster=db2:3306"), Some("db2:3306".to_string()));
@@ -522,4 +715,79 @@ mod tests {
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz"), "%zz");
     }
+}
+
+/// Largest `limit` accepted by server-info routes.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// `limit=N` from a query string (default 1000, at most [`MAX_LIMIT`]).
+fn parse_limit(query: Option<&str>) -> Result<usize, String> {
+    let Some(q) = query else { return Ok(1000) };
+    match q.split('&').find_map(|kv| kv.strip_prefix("limit=")) {
+        None => Ok(1000),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(format!("Bad parameter limit={v}: expected 1 to {MAX_LIMIT}")),
+        },
+    }
+}
+
+async fn server_info<B: Backend>(st: St<B>, c: String, server: String, info: ServerInfo, query: Option<String>) -> Response {
+    let limit = match parse_limit(query.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    match st.backend.server_info(&c, &server, info, limit).await {
+        Ok(v) => json(&v),
+        Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
+    }
+}
+
+async fn settings<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.settings(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn tests<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.tests(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn jobs<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.jobs(&c).map_or_else(no_cluster, |v| json(&v))
+}
+
+async fn switch_setting<B: Backend>(State(st): St<B>, Path((c, name)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::SwitchSetting { name }).await)
+}
+
+async fn set_setting<B: Backend>(State(st): St<B>, Path((c, name, value)): Path<(String, String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::SetSetting { name, value: percent_decode(&value) }).await)
+}
+
+async fn run_test<B: Backend>(State(st): St<B>, Path((c, name)): Path<(String, String)>) -> Response {
+    match st.backend.run_action(&c, Action::RunTest { name }).await {
+        // The result is a JSON test report.
+        Ok(report) => ([(header::CONTENT_TYPE, "application/json")], report).into_response(),
+        Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
+    }
+}
+
+async fn add_server<B: Backend>(State(st): St<B>, Path((c, host, port)): Path<(String, String, String)>) -> Response {
+    let r = st.backend.run_action(&c, Action::AddServer { host, port }).await;
+    // The Go project answers this route in JSON.
+    match r {
+        Ok(_) => json(&serde_json::json!({"msg": "Monitor added"})),
+        Err(e) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(serde_json::json!({"msg": e.message})),
+        )
+            .into_response(),
+    }
+}
+
+async fn reseed<B: Backend>(State(st): St<B>, Path((c, server, method)): Path<(String, String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::Server { server, action: ServerAction::Reseed(method) }).await)
+}
+
+async fn no_proxy() -> Response {
+    text(StatusCode::NOT_IMPLEMENTED, "No proxy is managed by this manager: traffic cannot be switched")
 }

@@ -83,6 +83,12 @@ pub struct PersistedCluster {
     /// The latest operations (bounded).
     #[serde(default)]
     pub journal: Vec<JournalEntry>,
+    /// Settings changed through the API (key, value text), applied over the file.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Servers added through the API (`host:port`).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// How many crash records are kept.

@@ -11,17 +11,19 @@ use tokio::process::Command;
 
 use crate::config::{Credential, HostPort};
 
-/// The header of a `--gtid --master-data=2` dump is scanned for the position in its first bytes.
+/// The first bytes of a `--gtid --master-data=2` dump are kept for its position...
 const HEADER_SCAN_BYTES: usize = 1 << 20;
+/// ...and its last bytes (mariadb-dump 10.11 writes the position at the end).
+const TAIL_SCAN_BYTES: usize = 64 * 1024;
 
-/// Extracts `gtid_slave_pos='...'` from a dump header.
-pub fn gtid_from_header(header: &str) -> Option<String> {
-    let start = header.find("gtid_slave_pos='")? + "gtid_slave_pos='".len();
-    let end = header[start..].find('\'')?;
-    Some(header[start..start + end].to_string())
+/// Extracts the last `gtid_slave_pos='...'` of a dump's text.
+pub fn gtid_from_header(text: &str) -> Option<String> {
+    let start = text.rfind("gtid_slave_pos='")? + "gtid_slave_pos='".len();
+    let end = text[start..].find('\'')?;
+    Some(text[start..start + end].to_string())
 }
 
-fn client(bin: &str, cred: &Credential, addr: &HostPort) -> Command {
+pub(crate) fn client(bin: &str, cred: &Credential, addr: &HostPort) -> Command {
     let mut c = Command::new(bin);
     c.arg(format!("--host={}", addr.host))
         .arg(format!("--port={}", addr.port))
@@ -52,8 +54,11 @@ async fn copy(cred: &Credential, from: &HostPort, to: &HostPort, dbs: &[String])
     dump.args(["--single-transaction", "--gtid", "--master-data=2", "--routines", "--events", "--triggers"])
         .args(["--add-drop-database", "--databases"])
         .args(dbs);
-    let header = pipe_into_server(dump, "mariadb-dump", cred, to).await?;
-    gtid_from_header(&String::from_utf8_lossy(&header)).context("the dump header has no gtid_slave_pos")
+    let (head, tail) = pipe_into_server(dump, "mariadb-dump", cred, to).await?;
+    // mariadb-dump 10.11 writes the position at the end of the dump; older ones in the header.
+    gtid_from_header(&String::from_utf8_lossy(&tail))
+        .or_else(|| gtid_from_header(&String::from_utf8_lossy(&head)))
+        .context("the dump has no gtid_slave_pos")
 }
 
 /// Undoes the transactions `server` wrote after `file:pos` (its own binary log, read remotely)
@@ -69,8 +74,9 @@ pub async fn flashback(cred: &Credential, server: &HostPort, file: &str, pos: &s
 }
 
 /// Runs `producer` and feeds its SQL output to a `mariadb` client on `to`, with binary logging
-/// off for that session. Returns the first bytes of the output (for header parsing).
-async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, to: &HostPort) -> anyhow::Result<Vec<u8>> {
+/// off for that session. Returns the first and the last bytes of the output (for the GTID
+/// position, which a dump writes in its header or at its end).
+pub(crate) async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, to: &HostPort) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let mut source = producer
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,6 +93,7 @@ async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, 
     let mut input = load.stdin.take().context("mariadb stdin")?;
     input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
     let mut header = Vec::new();
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::with_capacity(TAIL_SCAN_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = out.read(&mut buf).await.with_context(|| format!("reading {what} output"))?;
@@ -96,6 +103,9 @@ async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, 
         if header.len() < HEADER_SCAN_BYTES {
             header.extend_from_slice(&buf[..n.min(HEADER_SCAN_BYTES - header.len())]);
         }
+        tail.extend(&buf[..n]);
+        let excess = tail.len().saturating_sub(TAIL_SCAN_BYTES);
+        tail.drain(..excess);
         input.write_all(&buf[..n]).await.with_context(|| format!("loading {what} output into {to}"))?;
     }
     drop(input);
@@ -107,7 +117,7 @@ async fn pipe_into_server(mut producer: Command, what: &str, cred: &Credential, 
     if !load_out.status.success() {
         bail!("loading into {to} failed ({}): {}", load_out.status, String::from_utf8_lossy(&load_out.stderr).trim());
     }
-    Ok(header)
+    Ok((header, tail.into_iter().collect()))
 }
 
 #[cfg(test)]

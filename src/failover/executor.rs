@@ -110,26 +110,26 @@ fn now_unix() -> u64 {
     ClusterState::now_unix()
 }
 
-fn op_id(kind: &str) -> String {
+pub(crate) fn op_id(kind: &str) -> String {
     format!("{kind}-{}-{:08x}", now_unix(), rand::random::<u32>())
 }
 
 impl FailoverExecutor<'_> {
-    fn snapshot(&self) -> ClusterState {
+    pub(crate) fn snapshot(&self) -> ClusterState {
         self.shared.read().clone()
     }
 
-    fn log(&self, level: Level, msg: &str) {
+    pub(crate) fn log(&self, level: Level, msg: &str) {
         self.shared.write().log(level, "failover", msg);
     }
 
-    async fn admin(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<AdminConn, AdminError> {
+    pub(crate) async fn admin(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<AdminConn, AdminError> {
         // Admin statements get a longer deadline than probes: a busy master may be slow to lock.
         AdminConn::connect(addr, &cfg.db_credential, flavor, cfg.connect_timeout, cfg.connect_timeout.max(Duration::from_secs(5)) * 2).await
     }
 
     /// Runs `statement` on `conn` after a fresh leadership check.
-    async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), ActionError> {
+    pub(crate) async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), ActionError> {
         self.coord
             .check(step)
             .await
@@ -152,7 +152,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Points `addr` at `new` with GTID and starts replication; read-only when configured.
-    async fn repoint(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, new: &HostPort) -> Result<(), ActionError> {
+    pub(crate) async fn repoint(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, new: &HostPort) -> Result<(), ActionError> {
         let mut c = self.admin(cfg, addr, flavor).await?;
         let cm = Self::change_master_sql(cfg, new);
         self.mutate(&mut c, "stop replica", &sql::stop_slave(&cfg.replication_source_name)).await?;
@@ -167,7 +167,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Replicates the cluster's decisions through the group; Ok once a quorum has them.
-    async fn replicate(&self, op_id: &str) -> Result<(), ActionError> {
+    pub(crate) async fn replicate(&self, op_id: &str) -> Result<(), ActionError> {
         let (name, state) = {
             let st = self.shared.read();
             (st.config.name.clone(), st.to_persisted())
@@ -796,6 +796,33 @@ impl FailoverExecutor<'_> {
         Ok(msg)
     }
 
+    /// Reloads `addr` from a logical backup job and makes it a replica of `master` from the
+    /// backup's GTID position (its own binary log is reset first).
+    pub async fn reseed_from_backup(
+        &self,
+        cfg: &ClusterConfig,
+        addr: &HostPort,
+        flavor: Flavor,
+        master: &HostPort,
+        job: &crate::jobs::Job,
+    ) -> Result<String, ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+        self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
+        self.coord.check("load backup").await.map_err(|w| ActionError::new(503, w))?;
+        let pos = crate::jobs::restore_logical(job, addr, &cfg.db_credential, DUMP_DEADLINE)
+            .await
+            .map_err(|e| ActionError::new(500, format!("restoring backup {} into {addr} failed: {e:#}", job.id)))?;
+        self.mutate(&mut c, "replica position from backup", &sql::set_slave_pos(&pos)).await?;
+        c.close().await;
+        self.repoint(cfg, addr, flavor, master).await?;
+        let msg = format!("Reseeded {addr} from backup {} (GTID {pos}) and replicating from {master}", job.id);
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
     /// Rolls back the transactions `addr` wrote after the position the new master received
     /// (crash record), then makes it a replica from that position.
     async fn rejoin_by_flashback(
@@ -833,15 +860,19 @@ impl FailoverExecutor<'_> {
         if !matches!(topology, "master-slave" | "multi-master") {
             return Err(ActionError::new(400, format!("Unsupported topology {topology}: use master-slave or multi-master")));
         }
-        if let Some(down) = st.servers.iter().find(|s| !s.is_up()) {
-            return Err(ActionError::new(500, format!("Cannot bootstrap: {} is down", down.addr)));
+        // Every server must answer before anything is reset: never a half-done bootstrap.
+        let mut conns = Vec::new();
+        for srv in &st.servers {
+            let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            match self.admin(&cfg, &srv.addr, flavor).await {
+                Ok(c) => conns.push(c),
+                Err(e) => return Err(ActionError::new(500, format!("Cannot bootstrap: {e}"))),
+            }
         }
         let _busy = InFailover::enter(self.shared)?;
         let master = cfg.prefered_master.first().and_then(|p| st.servers.iter().position(|s| s.addr == *p)).unwrap_or(0);
         self.log(Level::Warn, &format!("Bootstrap {topology}: {} becomes master; replication and binary logs reset", st.servers[master].addr));
-        for s in &st.servers {
-            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
-            let mut c = self.admin(&cfg, &s.addr, flavor).await?;
+        for mut c in conns {
             self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
             self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
             self.mutate(&mut c, "reset binary log", sql::RESET_MASTER).await?;

@@ -1,0 +1,312 @@
+//! Cluster operations beyond failover: settings changed through the API (replicated), servers
+//! added at runtime, per-server actions (toggles, replication commands, orchestrator commands,
+//! reseeds), and the built-in regression scenarios. They run on the leader, in the cluster's
+//! monitor task, through the same journaled, leadership-checked executor as failover.
+
+use std::path::Path;
+use std::time::Duration;
+
+use replication_manager_api::{ActionError, ServerAction};
+
+use crate::cluster_log::Level;
+use crate::config::{ClusterConfig, Config, HostPort};
+use crate::failover::executor::{op_id, FailoverExecutor};
+use crate::sql::{self, Flavor};
+
+/// How long an orchestrator command (start, stop, provision) may run.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a regression scenario waits for the topology to settle after its action.
+pub const TEST_SETTLE: Duration = Duration::from_secs(20);
+/// The built-in regression scenarios.
+pub const TESTS: &[&str] = &["switchover", "failover"];
+
+/// Replaces `{host}`, `{port}` and `{cluster}` in an orchestrator command template.
+pub fn render_command(template: &str, addr: &HostPort, cluster: &str) -> String {
+    template.replace("{host}", &addr.host).replace("{port}", &addr.port.to_string()).replace("{cluster}", cluster)
+}
+
+/// Runs `sh -c command` within `deadline`; the error carries its output.
+pub async fn run_command(command: &str, deadline: Duration) -> Result<String, String> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(deadline, child).await {
+        Err(_) => Err(format!("`{command}` did not finish within {deadline:?}")),
+        Ok(Err(e)) => Err(format!("`{command}` could not start: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        Ok(Ok(out)) => Err(format!(
+            "`{command}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+impl FailoverExecutor<'_> {
+    /// Sets a cluster setting (validated like the file; replicated; applied on every node).
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<String, ActionError> {
+        self.coord.check("change a setting").await.map_err(|w| ActionError::new(503, w))?;
+        let mut settings = self.shared.read().settings.clone();
+        settings.insert(name.to_string(), value.to_string());
+        let check = self.shared.read().base_config.with_settings(&settings);
+        if let Err(e) = check {
+            return Err(ActionError::new(400, format!("Setting refused: {e}")));
+        }
+        {
+            let mut st = self.shared.write();
+            st.settings = settings;
+            st.apply_config().map_err(|e| ActionError::new(400, format!("Setting refused: {e}")))?;
+        }
+        self.replicate(&op_id("setting")).await?;
+        let shown = if crate::config::is_secret(name) { "*:*" } else { value };
+        let msg = format!("Setting {name} = {shown}");
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Flips a boolean setting.
+    pub async fn switch_setting(&self, name: &str) -> Result<String, ActionError> {
+        if !ClusterConfig::is_bool_setting(name) {
+            return Err(ActionError::new(501, "Setting Not Found"));
+        }
+        let current = self.shared.read().config.setting_text(name).unwrap_or_default();
+        let next = if matches!(current.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes") { "false" } else { "true" };
+        self.set_setting(name, next).await
+    }
+
+    /// Re-reads the configuration files (keeping the API settings and added servers on top).
+    pub async fn reload_settings(&self, source: Option<&Path>, cli: &[(String, String)]) -> Result<String, ActionError> {
+        let Some(path) = source else {
+            return Err(ActionError::new(400, "No configuration file to reload (started without --config)"));
+        };
+        let cfg = Config::load(Some(path), cli).map_err(|e| ActionError::new(400, format!("Reload refused: {e}")))?;
+        let name = self.shared.read().config.name.clone();
+        let Some(new) = cfg.clusters.into_iter().find(|c| c.name == name) else {
+            return Err(ActionError::new(400, format!("Reload refused: cluster {name} is no longer in {}", path.display())));
+        };
+        {
+            let mut st = self.shared.write();
+            let old = std::mem::replace(&mut st.base_config, new);
+            if let Err(e) = st.apply_config() {
+                st.base_config = old;
+                return Err(ActionError::new(400, format!("Reload refused: {e}")));
+            }
+        }
+        let msg = format!("Configuration reloaded from {}", path.display());
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Adds `host:port` to monitoring (replicated, so it survives restarts and leader changes).
+    pub async fn add_server(&self, host: &str, port: &str) -> Result<String, ActionError> {
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| ActionError::new(400, format!("Bad port {port}")))?;
+        let addr = HostPort::parse(&format!("{host}:{port}")).ok_or_else(|| ActionError::new(400, format!("Bad host {host}")))?;
+        if self.shared.read().servers.iter().any(|s| s.addr == addr) {
+            return Err(ActionError::new(409, format!("Error adding new monitor of {addr}: Server already exists")));
+        }
+        self.coord.check("add a server").await.map_err(|w| ActionError::new(503, w))?;
+        {
+            let mut st = self.shared.write();
+            st.extra_hosts.push(addr.clone());
+            st.apply_config().map_err(|e| ActionError::new(400, e.to_string()))?;
+        }
+        self.replicate(&op_id("addserver")).await?;
+        let msg = format!("Monitor added: {addr}");
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Runs a SQL toggle or replication command on one server.
+    pub async fn server_sql_action(&self, server: &str, action: &ServerAction) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+        let srv = st.servers[i].clone();
+        let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+        let src = cfg.replication_source_name.clone();
+        let statements: Vec<String> = match action {
+            ServerAction::ToggleReadOnly => vec![sql::TOGGLE_READ_ONLY.to_string()],
+            ServerAction::ToggleInnodbMonitor => vec![sql::TOGGLE_INNODB_MONITOR.to_string()],
+            ServerAction::ToggleSlowQuery => vec![sql::TOGGLE_SLOW_QUERY_LOG.to_string()],
+            ServerAction::ToggleSlowQueryCapture => {
+                vec![sql::SLOW_QUERY_LOG_ON.to_string(), sql::TOGGLE_SLOW_QUERY_CAPTURE.to_string()]
+            }
+            ServerAction::ResetMaster => {
+                if st.master == Some(i) {
+                    return Err(ActionError::new(409, format!("Refused: {} is the master; RESET MASTER would discard its binary log", srv.addr)));
+                }
+                vec![sql::RESET_MASTER.to_string()]
+            }
+            ServerAction::StartSlave => vec![sql::start_slave(&src)],
+            ServerAction::SkipReplicationEvent => {
+                vec![sql::stop_slave(&src), sql::SKIP_ONE_EVENT.to_string(), sql::start_slave(&src)]
+            }
+            other => return Err(ActionError::new(500, format!("{other:?} is not a SQL action"))),
+        };
+        if !srv.is_up() {
+            return Err(ActionError::new(500, "503 -Not a Valid Server!"));
+        }
+        let mut c = self.admin(&cfg, &srv.addr, flavor).await?;
+        for stmt in &statements {
+            self.mutate(&mut c, &format!("{action:?}"), stmt).await?;
+        }
+        c.close().await;
+        let msg = format!("{action:?} done on {}", srv.addr);
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Start, stop, provision or unprovision through the configured orchestrator command.
+    pub async fn orchestrate(&self, server: &str, action: &ServerAction) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = &st.config;
+        let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+        let addr = st.servers[i].addr.clone();
+        let (template, key) = match action {
+            ServerAction::Start => (&cfg.start_command, "prov-db-start-command"),
+            ServerAction::Stop => (&cfg.stop_command, "prov-db-stop-command"),
+            ServerAction::Provision => (&cfg.provision_command, "prov-db-provision-command"),
+            ServerAction::Unprovision => (&cfg.unprovision_command, "prov-db-unprovision-command"),
+            other => return Err(ActionError::new(500, format!("{other:?} is not an orchestrator action"))),
+        };
+        if template.trim().is_empty() {
+            return Err(ActionError::new(
+                501,
+                format!("No orchestrator command configured for {action:?}: set {key} (placeholders {{host}} {{port}} {{cluster}})"),
+            ));
+        }
+        if matches!(action, ServerAction::Stop | ServerAction::Unprovision) && st.master == Some(i) && st.servers.len() > 1 {
+            self.log(Level::Warn, &format!("{action:?} requested on the master {addr}: detection and failover rules apply"));
+        }
+        self.coord.check("orchestrator command").await.map_err(|w| ActionError::new(503, w))?;
+        let command = render_command(template, &addr, &cfg.name);
+        let (term, node) = self.coord.epoch();
+        tracing::info!(server = %addr, %command, term, node, "executing orchestrator command");
+        let out = run_command(&command, COMMAND_DEADLINE).await.map_err(|e| ActionError::new(500, e))?;
+        let msg = format!("{action:?} of {addr} done{}", if out.is_empty() { String::new() } else { format!(": {out}") });
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Provisions every server; with `bootstrap`, then sets up master-slave replication.
+    pub async fn services(&self, bootstrap: bool) -> Result<String, ActionError> {
+        let servers: Vec<String> = self.shared.read().servers.iter().map(|s| s.addr.to_string()).collect();
+        for s in &servers {
+            self.orchestrate(s, &ServerAction::Provision).await?;
+        }
+        if !bootstrap {
+            return Ok(format!("{} servers provisioned", servers.len()));
+        }
+        // Wait (bounded) until every provisioned server answers, then bootstrap replication.
+        let cfg = self.shared.read().config.clone();
+        let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
+        for s in &servers {
+            let addr = HostPort::parse(s).ok_or_else(|| ActionError::new(500, format!("bad server {s}")))?;
+            loop {
+                if let Ok(c) = self.admin(&cfg, &addr, Flavor::MariaDB).await {
+                    c.close().await;
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ActionError::new(500, format!("{s} does not answer after provisioning")));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        self.bootstrap("master-slave").await
+    }
+
+    /// Runs a regression scenario (destructive: only with the cluster setting `test = true`).
+    /// Returns the Go project's test report as JSON text.
+    pub async fn run_test(&self, name: &str) -> Result<String, ActionError> {
+        if !TESTS.contains(&name) {
+            return Err(ActionError::new(400, format!("Unknown test {name}: known tests are {}", TESTS.join(", "))));
+        }
+        if !self.shared.read().config.test {
+            return Err(ActionError::new(409, "Regression tests change the topology: set the cluster setting test=true first"));
+        }
+        let before = self.snapshot();
+        let old = before.master.map(|m| before.servers[m].addr.clone());
+        let outcome = match name {
+            "switchover" => self.switchover(None).await,
+            _ => self.failover("regression test").await,
+        };
+        let result = match (outcome, old) {
+            (Err(e), _) => Err(e.message),
+            (Ok(_), None) => Err("no master before the test".to_string()),
+            (Ok(_), Some(old)) => self.verify_new_master(&old).await,
+        };
+        let (verdict, detail) = match &result {
+            Ok(d) => ("PASS", d.clone()),
+            Err(e) => ("FAIL", e.clone()),
+        };
+        self.log(if result.is_ok() { Level::Info } else { Level::Error }, &format!("Test {name}: {verdict}: {detail}"));
+        let report = serde_json::json!({
+            "name": name, "result": verdict, "detail": detail,
+            "config-file": "", "config-init": "", "config-test": "",
+        });
+        Ok(report.to_string())
+    }
+
+    /// Checks, on the servers themselves, that a master other than `old` is writable and that
+    /// every other reachable server replicates from it.
+    async fn verify_new_master(&self, old: &HostPort) -> Result<String, String> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let new = st.master.map(|m| st.servers[m].addr.clone()).ok_or("no master after the action")?;
+        if new == *old {
+            return Err(format!("master is still {old}"));
+        }
+        let deadline = tokio::time::Instant::now() + TEST_SETTLE;
+        loop {
+            let mut problems = Vec::new();
+            for s in &st.servers {
+                let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+                let Ok(mut c) = self.admin(&cfg, &s.addr, flavor).await else {
+                    if s.addr != *old {
+                        problems.push(format!("{} unreachable", s.addr));
+                    }
+                    continue;
+                };
+                let ro = c.value("SELECT @@read_only", Duration::from_secs(5)).await.ok().flatten();
+                let src = c.row(sql::replication_status(flavor)).await.ok().flatten();
+                c.close().await;
+                if s.addr == new {
+                    if ro.as_deref() != Some("0") {
+                        problems.push(format!("new master {new} is read-only"));
+                    }
+                } else if src.is_none() {
+                    problems.push(format!("{} does not replicate", s.addr));
+                }
+            }
+            if problems.is_empty() {
+                return Ok(format!("{old} -> {new}; every server follows {new}"));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(problems.join("; "));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_templates() {
+        let a = HostPort { host: "127.0.0.1".into(), port: 3311 };
+        assert_eq!(render_command("ctl start {host} {port} {cluster}", &a, "c1"), "ctl start 127.0.0.1 3311 c1");
+    }
+
+    #[tokio::test]
+    async fn commands_are_bounded_and_report_failures() {
+        assert_eq!(run_command("echo hi", Duration::from_secs(5)).await.unwrap(), "hi");
+        assert!(run_command("echo oops >&2; exit 3", Duration::from_secs(5)).await.unwrap_err().contains("oops"));
+        assert!(run_command("sleep 5", Duration::from_millis(200)).await.unwrap_err().contains("did not finish"));
+    }
+}

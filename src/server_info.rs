@@ -1,0 +1,1232 @@
+//! Read-only information about one database server, for the API's server-info routes
+//! (processlist, variables, status and its per-second deltas, error and slow logs, tables,
+//! schemas). Each request opens one bounded admin session, reads, and closes it; log files are
+//! read only when the server runs on the manager's own host. The JSON keeps the Go
+//! replication-manager's names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::admin::{AdminConn, AdminError};
+use crate::config::{Credential, HostPort};
+use crate::sql::Flavor;
+
+// ---- SQL sent by this module (MariaDB only: the info routes connect as MariaDB) ----------------
+
+/// Sessions of the server, longest running first; `LIMIT <n>` is appended. The query text is
+/// cut server-side so a huge statement never travels whole.
+const PROCESSLIST: &str = "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, LEFT(INFO, 4096), PROGRESS, \
+     EXAMINED_ROWS FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() ORDER BY TIME DESC, ID LIMIT ";
+const GLOBAL_VARIABLES: &str = "SHOW GLOBAL VARIABLES";
+const GLOBAL_STATUS: &str = "SHOW GLOBAL STATUS";
+const GLOBAL_STATUS_INNODB: &str = "SHOW GLOBAL STATUS LIKE 'Innodb%'";
+/// Where the server writes its logs, and on which host it runs.
+pub(crate) const SERVER_FILES: &str = "SELECT @@log_error, @@slow_query_log_file, @@log_output, @@datadir, @@hostname";
+/// Slow-log table timestamps in UTC, like the ones read from a slow-log file.
+const UTC_SESSION: &str = "SET SESSION time_zone = '+00:00'";
+/// The slow-log table, newest first; `LIMIT <n>` is appended.
+const SLOW_LOG_TABLE: &str = "SELECT start_time, user_host, query_time, lock_time, rows_sent, rows_examined, db, \
+     LEFT(sql_text, 65536) FROM mysql.slow_log ORDER BY start_time DESC LIMIT ";
+/// Tables of the user schemas; `LIMIT <n>` is appended.
+pub(crate) const USER_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH \
+     FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+     AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME LIMIT ";
+const SCHEMAS: &str = "SHOW DATABASES";
+
+// ---- bounds ----------------------------------------------------------------------------------
+
+/// A status-delta sample older than this is not used as the base of a delta.
+pub const STATUS_SAMPLE_MAX_AGE: Duration = Duration::from_secs(300);
+/// Shortest interval a delta is computed over.
+const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How many servers the status cache remembers (the oldest sample is evicted beyond).
+const STATUS_CACHE_CAPACITY: usize = 1024;
+/// Error-log bytes read from the end of the file: per requested line, and the bounds.
+const ERROR_LOG_BYTES_PER_LINE: u64 = 1024;
+const ERROR_LOG_MIN_BYTES: u64 = 256 << 10;
+const ERROR_LOG_MAX_BYTES: u64 = 16 << 20;
+/// Slow-log bytes read from the end of the file: per requested entry, and the bounds.
+const SLOW_LOG_BYTES_PER_ENTRY: u64 = 4096;
+const SLOW_LOG_MIN_BYTES: u64 = 1 << 20;
+const SLOW_LOG_MAX_BYTES: u64 = 32 << 20;
+/// Longest query text kept per slow-log entry read from a file.
+const SLOW_QUERY_MAX_CHARS: usize = 65_536;
+
+/// Which information to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoKind {
+    Processlist,
+    Variables,
+    Status,
+    StatusDelta,
+    StatusInnodb,
+    ErrorLog,
+    SlowLog,
+    Tables,
+    VTables,
+    Schemas,
+}
+
+/// One request: the server, how to reach it, and how many rows to return at most.
+pub struct InfoRequest<'a> {
+    pub addr: &'a HostPort,
+    pub cred: &'a Credential,
+    /// Connect deadline and deadline of each statement.
+    pub timeout: Duration,
+    /// Most rows (log lines, entries) returned; validated by the caller (1..=10000).
+    pub limit: usize,
+    /// Name shown as the `group` of error-log lines.
+    pub server_name: &'a str,
+}
+
+/// Why information could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InfoError {
+    /// The information does not exist or cannot be reached from the manager host (HTTP 501).
+    #[error("{0}")]
+    NotAvailable(String),
+    /// Connecting or reading failed (HTTP 500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<AdminError> for InfoError {
+    fn from(e: AdminError) -> InfoError {
+        InfoError::Failed(e.to_string())
+    }
+}
+
+/// One numeric status sample: upper-case variable name to value.
+pub type StatusSample = BTreeMap<String, f64>;
+
+/// The last `SHOW GLOBAL STATUS` sample of each server (by `host:port`), the base of the next
+/// status delta. Bounded to [`STATUS_CACHE_CAPACITY`] servers.
+#[derive(Default)]
+pub struct StatusCache {
+    samples: Mutex<HashMap<String, (Instant, StatusSample)>>,
+}
+
+impl StatusCache {
+    fn previous(&self, server: &str) -> Option<(Instant, StatusSample)> {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.get(server).cloned()
+    }
+
+    fn store(&self, server: &str, at: Instant, sample: StatusSample) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if !samples.contains_key(server) && samples.len() >= STATUS_CACHE_CAPACITY {
+            let oldest = samples.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                samples.remove(&k);
+            }
+        }
+        samples.insert(server.to_string(), (at, sample));
+    }
+}
+
+/// Reads one kind of information from `req.addr`, at most `req.limit` rows.
+pub async fn read_info(kind: InfoKind, req: &InfoRequest<'_>, cache: &StatusCache) -> Result<Value, InfoError> {
+    let mut conn = AdminConn::connect(req.addr, req.cred, Flavor::MariaDB, req.timeout, req.timeout).await?;
+    let result = read_with(&mut conn, kind, req, cache).await;
+    conn.close().await;
+    result
+}
+
+async fn read_with(
+    conn: &mut AdminConn,
+    kind: InfoKind,
+    req: &InfoRequest<'_>,
+    cache: &StatusCache,
+) -> Result<Value, InfoError> {
+    let limit = req.limit.max(1);
+    match kind {
+        InfoKind::Processlist => {
+            let (_, rows) = conn.rows(&format!("{PROCESSLIST}{limit}")).await?;
+            to_json(rows.iter().map(|r| process_from_row(r)).collect::<Vec<_>>())
+        }
+        InfoKind::Variables => variables(conn, GLOBAL_VARIABLES, limit).await,
+        InfoKind::Status => variables(conn, GLOBAL_STATUS, limit).await,
+        InfoKind::StatusInnodb => variables(conn, GLOBAL_STATUS_INNODB, limit).await,
+        InfoKind::StatusDelta => status_delta(conn, req, cache, limit).await,
+        InfoKind::ErrorLog => error_log(conn, req, limit).await,
+        InfoKind::SlowLog => slow_log(conn, req, limit).await,
+        InfoKind::Tables => to_json(tables(conn, limit).await?),
+        InfoKind::VTables => {
+            let map: serde_json::Map<String, Value> = tables(conn, limit)
+                .await?
+                .into_iter()
+                .map(|t| Ok((format!("{}.{}", t.table_schema, t.table_name), to_json(t)?)))
+                .collect::<Result<_, InfoError>>()?;
+            Ok(Value::Object(map))
+        }
+        InfoKind::Schemas => Ok(Value::from(conn.column(SCHEMAS).await?.into_iter().take(limit).collect::<Vec<_>>())),
+    }
+}
+
+fn to_json<T: Serialize>(v: T) -> Result<Value, InfoError> {
+    serde_json::to_value(v).map_err(|e| InfoError::Failed(format!("encoding the answer: {e}")))
+}
+
+// ---- processlist -------------------------------------------------------------------------------
+
+/// Go's `sql.NullString`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NullString {
+    #[serde(rename = "String")]
+    pub string: String,
+    #[serde(rename = "Valid")]
+    pub valid: bool,
+}
+
+/// Go's `sql.NullFloat64`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NullFloat64 {
+    #[serde(rename = "Float64")]
+    pub float64: f64,
+    #[serde(rename = "Valid")]
+    pub valid: bool,
+}
+
+/// One session of the processlist.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessView {
+    pub id: u64,
+    pub user: String,
+    pub host: String,
+    pub db: NullString,
+    pub command: String,
+    /// Seconds in the current state.
+    pub time: NullFloat64,
+    pub time_ms: f64,
+    pub state: String,
+    /// The statement (first 4096 characters), `null` when idle.
+    pub info: Option<String>,
+    pub progress: f64,
+    /// Not reported by MariaDB's processlist: always 0.
+    pub rows_sent: u64,
+    pub rows_examined: u64,
+}
+
+fn process_from_row(r: &[Option<String>]) -> ProcessView {
+    let text = |i: usize| r.get(i).cloned().flatten();
+    let num = |i: usize| text(i).and_then(|v| v.trim().parse::<f64>().ok());
+    let int = |i: usize| text(i).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+    let db = text(3);
+    let time = num(5);
+    ProcessView {
+        id: int(0),
+        user: text(1).unwrap_or_default(),
+        host: text(2).unwrap_or_default(),
+        db: NullString { valid: db.is_some(), string: db.unwrap_or_default() },
+        command: text(4).unwrap_or_default(),
+        time: NullFloat64 { valid: time.is_some(), float64: time.unwrap_or(0.0) },
+        time_ms: num(6).unwrap_or(0.0),
+        state: text(7).unwrap_or_default(),
+        info: text(8),
+        progress: num(9).unwrap_or(0.0),
+        rows_sent: 0,
+        rows_examined: int(10),
+    }
+}
+
+// ---- variables and status ---------------------------------------------------------------------
+
+/// One variable or status counter (`value` is text, as the Go project).
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariableView {
+    pub variable_name: String,
+    pub value: String,
+}
+
+async fn variables(conn: &mut AdminConn, statement: &str, limit: usize) -> Result<Value, InfoError> {
+    let (_, rows) = conn.rows(statement).await?;
+    let vars: Vec<VariableView> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let mut it = r.into_iter();
+            let name = it.next().flatten()?;
+            Some(VariableView {
+                variable_name: name.to_ascii_uppercase(),
+                value: it.next().flatten().unwrap_or_default(),
+            })
+        })
+        .take(limit)
+        .collect();
+    to_json(vars)
+}
+
+async fn status_sample(conn: &mut AdminConn) -> Result<(Instant, StatusSample), InfoError> {
+    let (_, rows) = conn.rows(GLOBAL_STATUS).await?;
+    let at = Instant::now();
+    Ok((at, numeric_sample(rows.iter().filter_map(|r| Some((r.first()?.as_deref()?, r.get(1)?.as_deref()?))))))
+}
+
+/// Keeps the numeric values of `(name, value)` pairs, names upper-cased.
+pub fn numeric_sample<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> StatusSample {
+    pairs
+        .filter_map(|(k, v)| {
+            let n = v.trim().parse::<f64>().ok().filter(|n| n.is_finite())?;
+            Some((k.to_ascii_uppercase(), n))
+        })
+        .collect()
+}
+
+/// Per-second change of every counter present in both samples, in name order.
+pub fn status_delta_per_second(old: &StatusSample, new: &StatusSample, elapsed: Duration) -> Vec<(String, f64)> {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return Vec::new();
+    }
+    new.iter().filter_map(|(k, v)| old.get(k).map(|o| (k.clone(), (v - o) / secs))).collect()
+}
+
+/// A rate as text: integers without decimals, others with up to three.
+pub fn format_rate(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s == "-0" {
+            "0".to_string()
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+async fn status_delta(
+    conn: &mut AdminConn,
+    req: &InfoRequest<'_>,
+    cache: &StatusCache,
+    limit: usize,
+) -> Result<Value, InfoError> {
+    let key = req.addr.to_string();
+    let base = match cache.previous(&key).filter(|(at, _)| at.elapsed() <= STATUS_SAMPLE_MAX_AGE) {
+        Some(base) => base,
+        None => status_sample(conn).await?,
+    };
+    // A delta over a few milliseconds is noise: measure over at least one second.
+    let age = base.0.elapsed();
+    if age < STATUS_MIN_INTERVAL {
+        tokio::time::sleep(STATUS_MIN_INTERVAL - age).await;
+    }
+    let (at, sample) = status_sample(conn).await?;
+    let delta = status_delta_per_second(&base.1, &sample, at.saturating_duration_since(base.0));
+    cache.store(&key, at, sample);
+    let vars: Vec<VariableView> =
+        delta.into_iter().take(limit).map(|(k, v)| VariableView { variable_name: k, value: format_rate(v) }).collect();
+    to_json(vars)
+}
+
+// ---- log files ---------------------------------------------------------------------------------
+
+/// Where the server keeps its files, as read from [`SERVER_FILES`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerFiles {
+    pub log_error: String,
+    pub slow_query_log_file: String,
+    pub log_output: String,
+    pub datadir: String,
+    pub hostname: String,
+}
+
+pub(crate) async fn server_files(conn: &mut AdminConn) -> Result<ServerFiles, AdminError> {
+    let row = conn.row(SERVER_FILES).await?.unwrap_or_default();
+    let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    Ok(ServerFiles {
+        log_error: col(0),
+        slow_query_log_file: col(1),
+        log_output: col(2),
+        datadir: col(3),
+        hostname: col(4),
+    })
+}
+
+/// The manager host's name.
+pub(crate) fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
+/// True when a server reporting `@@hostname = server_hostname` runs on the manager's host, so
+/// its file paths name files here. The address alone cannot tell (a loopback port may be
+/// forwarded into a container).
+pub(crate) fn runs_here(server_hostname: &str, local: &str) -> bool {
+    let short = |h: &str| h.trim().split('.').next().unwrap_or_default().to_ascii_lowercase();
+    !local.trim().is_empty() && short(server_hostname) == short(local)
+}
+
+/// The path of a server file variable: absolute, or relative to the datadir. `None` when empty.
+pub(crate) fn server_path(value: &str, datadir: &str) -> Option<PathBuf> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let p = Path::new(value);
+    Some(if p.is_absolute() { p.to_path_buf() } else { Path::new(datadir).join(p) })
+}
+
+/// Why the file of variable `value` of a server is not readable here, or its path.
+pub(crate) fn readable_server_file(files: &ServerFiles, value: &str) -> Result<PathBuf, String> {
+    let path = server_path(value, &files.datadir).ok_or_else(|| "it is not written to a file".to_string())?;
+    let local = local_hostname();
+    if !runs_here(&files.hostname, &local) {
+        return Err(format!(
+            "{}: the server runs on host {:?}, the manager on {:?}",
+            path.display(),
+            files.hostname,
+            local
+        ));
+    }
+    match std::fs::File::open(&path) {
+        Ok(_) => Ok(path),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Reads at most `max` bytes from the end of `path`; the first partial line of a tail is
+/// dropped.
+fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+    f.take(max).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    if start == 0 {
+        return Ok(text);
+    }
+    Ok(match text.find('\n') {
+        Some(i) => text[i + 1..].to_string(),
+        None => String::new(),
+    })
+}
+
+/// [`read_tail`] off the async threads, within `timeout`.
+async fn read_tail_bounded(path: PathBuf, max: u64, timeout: Duration) -> Result<String, InfoError> {
+    let shown = path.display().to_string();
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || read_tail(&path, max))).await {
+        Err(_) => Err(InfoError::Failed(format!("reading {shown} did not finish within {timeout:?}"))),
+        Ok(Err(e)) => Err(InfoError::Failed(format!("reading {shown}: {e}"))),
+        Ok(Ok(Err(e))) => Err(InfoError::Failed(format!("reading {shown}: {e}"))),
+        Ok(Ok(Ok(text))) => Ok(text),
+    }
+}
+
+/// One error-log line in the API's log shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogLineView {
+    pub group: String,
+    /// `INFO` (MariaDB `[Note]`), `WARN` (`[Warning]`), `ERROR`, or the bracketed word upper-cased.
+    pub level: String,
+    /// `yyyy/mm/dd hh:mm:ss` as written by the server (its local time); empty when the line has none.
+    pub timestamp: String,
+    pub text: String,
+}
+
+/// `{"buffer","len","line"}`: newest first.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ErrorLogView {
+    pub buffer: Vec<LogLineView>,
+    /// Entries in `buffer`.
+    pub len: usize,
+    /// Entries found in the part of the file read.
+    pub line: usize,
+}
+
+/// Splits a leading MariaDB error-log timestamp (`2026-11-28 19:00:00` or the old
+/// `261128 19:00:00`) off a line, returning it as `yyyy/mm/dd hh:mm:ss`.
+fn split_log_timestamp(line: &str) -> Option<(String, &str)> {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    if b.len() >= 19
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+    {
+        let ts = format!("{}/{}/{} {}", &line[0..4], &line[5..7], &line[8..10], &line[11..19]);
+        return Some((ts, &line[19..]));
+    }
+    // Old format: YYMMDD followed by one or two spaces and H:MM:SS or HH:MM:SS.
+    if b.len() >= 15 && digits(0..6) && b[6] == b' ' {
+        let rest = line[7..].trim_start_matches(' ');
+        let time_len = rest.find(' ').unwrap_or(rest.len());
+        let time = &rest[..time_len];
+        let parts: Vec<&str> = time.split(':').collect();
+        if parts.len() == 3
+            && parts.iter().all(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|c| c.is_ascii_digit()))
+        {
+            let ts =
+                format!("20{}/{}/{} {:0>2}:{}:{}", &line[0..2], &line[2..4], &line[4..6], parts[0], parts[1], parts[2]);
+            return Some((ts, &rest[time_len..]));
+        }
+    }
+    None
+}
+
+fn level_name(word: &str) -> String {
+    match word.to_ascii_lowercase().as_str() {
+        "note" | "system" | "info" => "INFO".to_string(),
+        "warning" | "warn" => "WARN".to_string(),
+        "error" => "ERROR".to_string(),
+        other => other.to_ascii_uppercase(),
+    }
+}
+
+/// Parses MariaDB error-log text, oldest first. A line without a timestamp continues the
+/// previous entry (stack traces, the `Version:` banner); before any entry it is one by itself.
+pub fn parse_error_log(text: &str, group: &str) -> Vec<LogLineView> {
+    let mut out: Vec<LogLineView> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        match split_log_timestamp(line) {
+            Some((timestamp, rest)) => {
+                let mut rest = rest.trim_start();
+                // Thread id (absent in old logs).
+                let id_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+                if id_len > 0 && rest[id_len..].starts_with(' ') {
+                    rest = rest[id_len..].trim_start();
+                }
+                let (level, text) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                    Some((word, text)) => (level_name(word), text.trim_start()),
+                    None => ("INFO".to_string(), rest),
+                };
+                out.push(LogLineView { group: group.to_string(), level, timestamp, text: text.to_string() });
+            }
+            None => match out.last_mut() {
+                Some(prev) => {
+                    prev.text.push('\n');
+                    prev.text.push_str(line);
+                }
+                None => out.push(LogLineView {
+                    group: group.to_string(),
+                    level: "INFO".to_string(),
+                    timestamp: String::new(),
+                    text: line.to_string(),
+                }),
+            },
+        }
+    }
+    out
+}
+
+async fn error_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<Value, InfoError> {
+    let files = server_files(conn).await?;
+    let server = req.server_name;
+    if files.log_error.trim().is_empty() {
+        return Err(InfoError::NotAvailable(format!(
+            "error log of {server} is not readable from the manager host: log_error is empty (the server logs to stderr or syslog)"
+        )));
+    }
+    let path = readable_server_file(&files, &files.log_error).map_err(|why| {
+        InfoError::NotAvailable(format!(
+            "error log {} of {server} is not readable from the manager host ({why})",
+            files.log_error
+        ))
+    })?;
+    let max = (limit as u64).saturating_mul(ERROR_LOG_BYTES_PER_LINE).clamp(ERROR_LOG_MIN_BYTES, ERROR_LOG_MAX_BYTES);
+    let text = read_tail_bounded(path, max, req.timeout).await?;
+    let entries = parse_error_log(&text, server);
+    let line = entries.len();
+    let buffer: Vec<LogLineView> = entries.into_iter().rev().take(limit).collect();
+    to_json(ErrorLogView { len: buffer.len(), buffer, line })
+}
+
+// ---- slow log ----------------------------------------------------------------------------------
+
+/// One slow query.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowQueryView {
+    /// `yyyy-mm-dd hh:mm:ss[.ffffff]`, UTC when known (`SET timestamp` line, or the slow-log
+    /// table read in UTC); else the file's `# Time:` value in the server's local time.
+    pub start_time: String,
+    pub user_host: String,
+    /// Seconds.
+    pub query_time: f64,
+    /// Seconds.
+    pub lock_time: f64,
+    pub rows_sent: u64,
+    pub rows_examined: u64,
+    pub db: String,
+    pub query: String,
+}
+
+/// Seconds of a `TIME(6)` value (`00:00:01.000213`, possibly `-` or more than 24 hours).
+pub fn time_to_seconds(v: &str) -> Option<f64> {
+    let v = v.trim();
+    let (neg, v) = match v.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, v),
+    };
+    let mut parts = v.split(':');
+    let (h, m, s) = (parts.next()?, parts.next(), parts.next());
+    let secs = match (m, s) {
+        (Some(m), Some(s)) => {
+            h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?
+        }
+        (None, None) => h.parse::<f64>().ok()?,
+        _ => return None,
+    };
+    Some(if neg { -secs } else { secs })
+}
+
+/// `yyyy-mm-dd hh:mm:ss` (UTC) of a unix time.
+fn utc_datetime(secs: u64) -> String {
+    crate::cluster_log::format_timestamp(UNIX_EPOCH + Duration::from_secs(secs)).replace('/', "-")
+}
+
+/// The value of a `# Time:` line: `261128 19:29:48` (MariaDB) or `2026-11-28T19:29:48.1Z` (MySQL).
+fn slow_time_line(v: &str) -> String {
+    let v = v.trim();
+    if let Some((ts, _)) = split_log_timestamp(v) {
+        return ts.replace('/', "-");
+    }
+    v.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+fn is_slow_log_banner(line: &str) -> bool {
+    (line.starts_with('/') && line.contains(", Version: ") && line.ends_with("started with:"))
+        || line.starts_with("Tcp port: ")
+        || (line.starts_with("Time ") && line.contains("Id Command") && line.contains("Argument"))
+}
+
+/// Parses a slow-query-log file (MariaDB or MySQL format), oldest first. Entries start with
+/// `# Time:` or `# User@Host:`; text before the first entry (a cut tail) is ignored.
+pub fn parse_slow_log(text: &str) -> Vec<SlowQueryView> {
+    let mut out = Vec::new();
+    let mut cur: Option<SlowQueryView> = None;
+    // In the `#` / `use` / `SET timestamp` lines of `cur`, before its query text.
+    let mut in_header = false;
+    // The time of a `# Time:` line not yet followed by its `# User@Host:` line.
+    let mut pending_time: Option<String> = None;
+    let mut last_db = String::new();
+    let finish = |q: SlowQueryView, out: &mut Vec<SlowQueryView>| {
+        let mut q = q;
+        let trimmed = q.query.trim_end();
+        let trimmed = trimmed.strip_suffix(';').unwrap_or(trimmed);
+        q.query = trimmed.chars().take(SLOW_QUERY_MAX_CHARS).collect();
+        out.push(q);
+    };
+    for line in text.lines() {
+        if is_slow_log_banner(line) {
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("# Time:") {
+            if let Some(q) = cur.take() {
+                finish(q, &mut out);
+            }
+            pending_time = Some(slow_time_line(v));
+            in_header = false;
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("# User@Host:") {
+            if let Some(q) = cur.take() {
+                finish(q, &mut out);
+            }
+            cur = Some(SlowQueryView {
+                start_time: pending_time.take().unwrap_or_default(),
+                user_host: v.trim().to_string(),
+                db: last_db.clone(),
+                ..SlowQueryView::default()
+            });
+            in_header = true;
+            continue;
+        }
+        let Some(q) = cur.as_mut() else { continue };
+        if in_header {
+            if let Some(fields) = line.strip_prefix("# ") {
+                slow_header_fields(fields, q);
+                continue;
+            }
+            let lower = line.trim().to_ascii_lowercase();
+            if lower.starts_with("use ") && lower.ends_with(';') {
+                let db = line.trim()[4..].trim_end_matches(';').trim().trim_matches('`').replace("``", "`");
+                q.db = db.clone();
+                last_db = db;
+                continue;
+            }
+            if let Some(ts) = lower.strip_prefix("set timestamp=") {
+                if let Ok(secs) = ts.trim_end_matches(';').trim().parse::<u64>() {
+                    q.start_time = utc_datetime(secs);
+                }
+                // The statement follows (even when it is itself a `use` or a `SET`).
+                in_header = false;
+                continue;
+            }
+            in_header = false;
+        }
+        if !q.query.is_empty() {
+            q.query.push('\n');
+        }
+        if q.query.len() <= SLOW_QUERY_MAX_CHARS {
+            q.query.push_str(line);
+        }
+    }
+    if let Some(q) = cur.take() {
+        finish(q, &mut out);
+    }
+    out
+}
+
+/// `Key: value  Key: value` pairs of a slow-log `#` line (a value may be empty).
+fn slow_header_fields(fields: &str, q: &mut SlowQueryView) {
+    let tokens: Vec<&str> = fields.split_whitespace().collect();
+    let mut i = 0;
+    while i < tokens.len() {
+        let Some(key) = tokens[i].strip_suffix(':') else {
+            i += 1;
+            continue;
+        };
+        let value = tokens.get(i + 1).filter(|v| !v.ends_with(':')).copied();
+        i += if value.is_some() { 2 } else { 1 };
+        let value = value.unwrap_or("");
+        match key {
+            "Query_time" => q.query_time = value.parse().unwrap_or(0.0),
+            "Lock_time" => q.lock_time = value.parse().unwrap_or(0.0),
+            "Rows_sent" => q.rows_sent = value.parse().unwrap_or(0),
+            "Rows_examined" => q.rows_examined = value.parse().unwrap_or(0),
+            "Schema" => q.db = value.to_string(),
+            _ => {}
+        }
+    }
+}
+
+fn slow_from_row(r: &[Option<String>]) -> SlowQueryView {
+    let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    SlowQueryView {
+        start_time: text(0),
+        user_host: text(1),
+        query_time: time_to_seconds(&text(2)).unwrap_or(0.0),
+        lock_time: time_to_seconds(&text(3)).unwrap_or(0.0),
+        rows_sent: text(4).parse().unwrap_or(0),
+        rows_examined: text(5).parse().unwrap_or(0),
+        db: text(6),
+        query: text(7),
+    }
+}
+
+async fn slow_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<Value, InfoError> {
+    let files = server_files(conn).await?;
+    let server = req.server_name;
+    if files.log_output.to_ascii_uppercase().contains("TABLE") {
+        conn.exec(UTC_SESSION).await?;
+        let (_, rows) = conn.rows(&format!("{SLOW_LOG_TABLE}{limit}")).await?;
+        return to_json(rows.iter().map(|r| slow_from_row(r)).collect::<Vec<_>>());
+    }
+    if !files.log_output.to_ascii_uppercase().contains("FILE") {
+        return Err(InfoError::NotAvailable(format!(
+            "slow query log of {server} is not kept (log_output = {:?})",
+            files.log_output
+        )));
+    }
+    let path = readable_server_file(&files, &files.slow_query_log_file).map_err(|why| {
+        InfoError::NotAvailable(format!(
+            "slow query log {} of {server} is not readable from the manager host ({why})",
+            files.slow_query_log_file
+        ))
+    })?;
+    let max = (limit as u64).saturating_mul(SLOW_LOG_BYTES_PER_ENTRY).clamp(SLOW_LOG_MIN_BYTES, SLOW_LOG_MAX_BYTES);
+    let text = read_tail_bounded(path, max, req.timeout).await?;
+    let entries: Vec<SlowQueryView> = parse_slow_log(&text).into_iter().rev().take(limit).collect();
+    to_json(entries)
+}
+
+// ---- tables ------------------------------------------------------------------------------------
+
+/// One table of a user schema.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TableView {
+    pub table_schema: String,
+    pub table_name: String,
+    pub engine: String,
+    /// Estimated by the engine.
+    pub table_rows: u64,
+    pub data_length: u64,
+    pub index_length: u64,
+}
+
+pub(crate) fn table_from_row(r: &[Option<String>]) -> TableView {
+    let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let num = |i: usize| text(i).trim().parse::<u64>().unwrap_or(0);
+    TableView {
+        table_schema: text(0),
+        table_name: text(1),
+        engine: text(2),
+        table_rows: num(3),
+        data_length: num(4),
+        index_length: num(5),
+    }
+}
+
+async fn tables(conn: &mut AdminConn, limit: usize) -> Result<Vec<TableView>, InfoError> {
+    let (_, rows) = conn.rows(&format!("{USER_TABLES}{limit}")).await?;
+    Ok(rows.iter().map(|r| table_from_row(r)).collect())
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_log_lines() {
+        let text = "\
+Version: '10.11.19-MariaDB'  banner before any entry
+2026-11-28 19:29:22 0 [Note] Server socket created on IP: '127.0.0.1', port: '45500'.
+2026-11-28 19:29:22 0 [Warning] 'proxies_priv' entry '@% root@vm' ignored in --skip-name-resolve mode.
+2026-11-28 19:29:22 0 [Note] /usr/sbin/mariadbd: ready for connections.
+Version: '10.11.19-MariaDB-0+deb12u1-log'  socket: '/tmp/x.sock'  port: 45500  Debian 12
+2026-11-28 19:29:39 14 [ERROR] Access denied for user 'repman'@'127.0.0.1'
+161128  9:01:02 [ERROR] old format line
+2026-11-28 19:30:00 0 [System] something
+2026-11-28 19:30:01 0 InnoDB: no level
+";
+        let e = parse_error_log(text, "db1:3306");
+        assert_eq!(e.len(), 8);
+        assert_eq!(e[0].timestamp, "");
+        assert_eq!(e[1].level, "INFO");
+        assert_eq!(e[1].timestamp, "2026/11/28 19:29:22");
+        assert_eq!(e[1].text, "Server socket created on IP: '127.0.0.1', port: '45500'.");
+        assert_eq!(e[1].group, "db1:3306");
+        assert_eq!(e[2].level, "WARN");
+        assert!(e[3].text.ends_with("ready for connections.\nVersion: '10.11.19-MariaDB-0+deb12u1-log'  socket: '/tmp/x.sock'  port: 45500  Debian 12"));
+        assert_eq!(e[4].level, "ERROR");
+        assert_eq!(e[4].text, "Access denied for user 'repman'@'127.0.0.1'");
+        assert_eq!(e[5].timestamp, "2016/11/28 09:01:02");
+        assert_eq!(e[5].level, "ERROR");
+        assert_eq!(e[5].text, "old format line");
+        assert_eq!(e[6].level, "INFO");
+        assert_eq!(e[7].text, "InnoDB: no level");
+    }
+
+    #[test]
+    fn slow_log_file_entries() {
+        let text = "\
+Query_time: 9 partial entry cut by the tail read
+/usr/sbin/mariadbd, Version: 10.11.19-MariaDB-0+deb12u1-log (Debian 12). started with:
+Tcp port: 45500  Unix socket: /tmp/rmexp/i1/mysqld.sock
+Time		    Id Command	Argument
+# Time: 261128 19:29:48
+# User@Host: repman[repman] @  [127.0.0.1]
+# Thread_id: 21  Schema: app  QC_hit: No
+# Query_time: 0.200324  Lock_time: 0.000000  Rows_sent: 1  Rows_examined: 0
+# Rows_affected: 0  Bytes_sent: 67
+use `app`;
+SET timestamp=1795894188;
+select sleep(0.2);
+# Time: 261128 19:29:49
+# User@Host: repman[repman] @  [127.0.0.1]
+# Thread_id: 21  Schema: app  QC_hit: No
+# Query_time: 0.000282  Lock_time: 0.000089  Rows_sent: 1  Rows_examined: 1
+# Rows_affected: 0  Bytes_sent: 102
+SET timestamp=1795894189;
+select *
+  from t where id=1;
+# User@Host: repman[repman] @  [127.0.0.1]
+# Thread_id: 24  Schema:   QC_hit: No
+# Query_time: 0.000056  Lock_time: 0.000000  Rows_sent: 0  Rows_examined: 0
+# Rows_affected: 0  Bytes_sent: 11
+SET timestamp=1795894189;
+use other;
+";
+        let q = parse_slow_log(text);
+        assert_eq!(q.len(), 3, "{q:#?}");
+        assert_eq!(q[0].start_time, "2026-11-28 19:29:48");
+        assert_eq!(q[0].user_host, "repman[repman] @  [127.0.0.1]");
+        assert_eq!(q[0].query_time, 0.200324);
+        assert_eq!(q[0].rows_sent, 1);
+        assert_eq!(q[0].db, "app");
+        assert_eq!(q[0].query, "select sleep(0.2)");
+        assert_eq!(q[1].lock_time, 0.000089);
+        assert_eq!(q[1].rows_examined, 1);
+        assert_eq!(q[1].query, "select *\n  from t where id=1");
+        assert_eq!(q[2].db, "");
+        assert_eq!(q[2].query, "use other");
+        assert_eq!(q[2].start_time, "2026-11-28 19:29:49");
+    }
+
+    #[test]
+    fn slow_log_without_set_timestamp_keeps_time_line() {
+        let q = parse_slow_log("# Time: 2026-11-28T19:29:48.123456Z\n# User@Host: a[a] @ h []\n# Query_time: 2  Lock_time: 0 Rows_sent: 0  Rows_examined: 5\nselect 1;\n");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].start_time, "2026-11-28 19:29:48.123456");
+        assert_eq!(q[0].query_time, 2.0);
+        assert_eq!(q[0].rows_examined, 5);
+        assert_eq!(q[0].query, "select 1");
+    }
+
+    #[test]
+    fn time_values() {
+        assert_eq!(time_to_seconds("00:00:01.000213"), Some(1.000213));
+        assert_eq!(time_to_seconds("838:59:59.000000"), Some(838.0 * 3600.0 + 59.0 * 60.0 + 59.0));
+        assert_eq!(time_to_seconds("-00:00:02"), Some(-2.0));
+        assert_eq!(time_to_seconds("1.5"), Some(1.5));
+        assert_eq!(time_to_seconds("x"), None);
+    }
+
+    #[test]
+    fn deltas_per_second() {
+        let old =
+            numeric_sample([("Queries", "100"), ("Uptime", "10"), ("Rpl_status", "OFF"), ("Gone", "1")].into_iter());
+        let new =
+            numeric_sample([("Queries", "150"), ("Uptime", "12"), ("Rpl_status", "ON"), ("New", "1")].into_iter());
+        assert!(!old.contains_key("RPL_STATUS"));
+        let d = status_delta_per_second(&old, &new, Duration::from_secs(2));
+        assert_eq!(d, vec![("QUERIES".to_string(), 25.0), ("UPTIME".to_string(), 1.0)]);
+        assert!(status_delta_per_second(&old, &new, Duration::ZERO).is_empty());
+        assert_eq!(format_rate(25.0), "25");
+        assert_eq!(format_rate(0.5), "0.5");
+        assert_eq!(format_rate(1.0 / 3.0), "0.333");
+        assert_eq!(format_rate(-0.0001), "0");
+    }
+
+    #[test]
+    fn status_cache_is_bounded() {
+        let cache = StatusCache::default();
+        let t0 = Instant::now();
+        for i in 0..(STATUS_CACHE_CAPACITY + 10) {
+            cache.store(&format!("h{i}:3306"), t0 + Duration::from_millis(i as u64), StatusSample::new());
+        }
+        assert_eq!(cache.samples.lock().unwrap().len(), STATUS_CACHE_CAPACITY);
+        assert!(cache.previous("h0:3306").is_none());
+        assert!(cache.previous(&format!("h{}:3306", STATUS_CACHE_CAPACITY + 9)).is_some());
+    }
+
+    #[test]
+    fn server_paths_and_hosts() {
+        assert_eq!(server_path("/var/log/e.log", "/d/"), Some(PathBuf::from("/var/log/e.log")));
+        assert_eq!(server_path("./db1.err", "/var/lib/mysql/"), Some(PathBuf::from("/var/lib/mysql/./db1.err")));
+        assert_eq!(server_path("  ", "/d"), None);
+        assert!(runs_here("vm", "vm"));
+        assert!(runs_here("VM.example.org", "vm"));
+        assert!(!runs_here("db2", "vm"));
+        assert!(!runs_here("vm", ""));
+    }
+
+    #[test]
+    fn tail_drops_the_partial_first_line() {
+        let dir = std::env::temp_dir().join(format!("rmu-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f.log");
+        std::fs::write(&p, "first line\nsecond line\nthird\n").unwrap();
+        assert_eq!(read_tail(&p, 1000).unwrap(), "first line\nsecond line\nthird\n");
+        assert_eq!(read_tail(&p, 15).unwrap(), "third\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn processlist_row() {
+        let r: Vec<Option<String>> = vec![
+            Some("7".into()),
+            Some("app".into()),
+            Some("127.0.0.1:5000".into()),
+            None,
+            Some("Query".into()),
+            Some("3".into()),
+            Some("3001.5".into()),
+            Some("User sleep".into()),
+            Some("select sleep(5)".into()),
+            Some("0.000".into()),
+            Some("0".into()),
+        ];
+        let v = serde_json::to_value(process_from_row(&r)).unwrap();
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["db"], serde_json::json!({"String": "", "Valid": false}));
+        assert_eq!(v["time"], serde_json::json!({"Float64": 3.0, "Valid": true}));
+        assert_eq!(v["timeMs"], 3001.5);
+        assert_eq!(v["info"], "select sleep(5)");
+        assert_eq!(v["rowsExamined"], 0);
+    }
+}
+
+/// A throw-away MariaDB sandbox (`scripts/sandbox`) for the unit tests of this crate's
+/// server-facing modules: its own directory, ports, uids and nft table; destroyed on drop.
+#[cfg(test)]
+pub(crate) mod test_sandbox {
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use crate::config::{Credential, HostPort};
+
+    static SLOT: AtomicU32 = AtomicU32::new(0);
+
+    /// A running sandbox of `count` independent instances.
+    pub struct TestSandbox {
+        dir: PathBuf,
+        base_port: u16,
+        uid_base: u32,
+        table: String,
+    }
+
+    impl TestSandbox {
+        /// Starts `count` mariadbd (no replication) on free loopback ports.
+        pub fn start(count: u16) -> TestSandbox {
+            let slot = SLOT.fetch_add(1, Ordering::SeqCst);
+            let pid = std::process::id();
+            let base_port = free_ports(41_000 + ((pid % 300) * 20 + slot * 5) as u16 % 6_000, count);
+            let sb = TestSandbox {
+                dir: PathBuf::from(format!("/tmp/rmut-{pid}-{slot}")),
+                base_port,
+                uid_base: 47_000 + (pid % 90) * 20 + slot * 4,
+                table: format!("rmut_{pid}_{slot}"),
+            };
+            sb.run(&["start", &count.to_string()]);
+            sb
+        }
+
+        fn command(&self, args: &[&str]) -> Command {
+            let mut c = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sandbox"));
+            c.args(args)
+                .env("SANDBOX_DIR", &self.dir)
+                .env("SANDBOX_BASE_PORT", self.base_port.to_string())
+                .env("SANDBOX_UID_BASE", self.uid_base.to_string())
+                .env("SANDBOX_NFT_TABLE", &self.table)
+                .env("SANDBOX_QUIET", "1")
+                .stdin(Stdio::null());
+            c
+        }
+
+        /// Runs a sandbox command; panics with its output on failure.
+        pub fn run(&self, args: &[&str]) -> String {
+            let out = self.command(args).output().expect("run scripts/sandbox");
+            assert!(
+                out.status.success(),
+                "scripts/sandbox {args:?} failed: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+
+        /// SQL as root on instance `i` (1-based); rows as tab-separated lines.
+        pub fn sql(&self, i: u16, sql: &str) -> String {
+            self.run(&["sql", &i.to_string(), sql])
+        }
+
+        /// The address of instance `i`.
+        pub fn addr(&self, i: u16) -> HostPort {
+            HostPort { host: "127.0.0.1".to_string(), port: self.base_port + i - 1 }
+        }
+
+        /// The sandbox's manager account.
+        pub fn cred(&self) -> Credential {
+            Credential { user: "repman".to_string(), password: "repman".to_string() }
+        }
+    }
+
+    impl Drop for TestSandbox {
+        fn drop(&mut self) {
+            let _ = self.command(&["destroy"]).output();
+        }
+    }
+
+    fn free_ports(start: u16, count: u16) -> u16 {
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let mut base = start;
+        for _ in 0..2000 {
+            if (0..count).all(|i| free(base + i)) {
+                return base;
+            }
+            base = 41_000 + (base - 41_000 + 7) % 6_000;
+        }
+        panic!("no {count} consecutive free ports");
+    }
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::test_sandbox::TestSandbox;
+    use super::*;
+
+    async fn info(
+        kind: InfoKind,
+        addr: &HostPort,
+        cred: &Credential,
+        limit: usize,
+        cache: &StatusCache,
+    ) -> Result<Value, InfoError> {
+        let name = addr.to_string();
+        let req = InfoRequest { addr, cred, timeout: Duration::from_secs(5), limit, server_name: &name };
+        read_info(kind, &req, cache).await
+    }
+
+    /// Every kind against a real server with a table and a few rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_kind_has_its_shape() {
+        let sb = TestSandbox::start(1);
+        sb.sql(
+            1,
+            "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.t VALUES (1,'a'),(2,'b'),(3,'c'); ANALYZE TABLE app.t; \
+             SET GLOBAL long_query_time = 0; SET GLOBAL slow_query_log = ON",
+        );
+        let (addr, cred) = (sb.addr(1), sb.cred());
+        let cache = StatusCache::default();
+
+        // A session running a statement, seen in the processlist.
+        let sleeper = {
+            let (addr, cred) = (addr.clone(), cred.clone());
+            tokio::spawn(async move {
+                let mut c =
+                    AdminConn::connect(&addr, &cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(10))
+                        .await
+                        .unwrap();
+                c.exec("SELECT SLEEP(3)").await.unwrap();
+                c.close().await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pl = info(InfoKind::Processlist, &addr, &cred, 100, &cache).await.unwrap();
+        let p =
+            pl.as_array().unwrap().iter().find(|p| p["info"] == "SELECT SLEEP(3)").unwrap_or_else(|| panic!("{pl}"));
+        assert_eq!(p["user"], "repman");
+        assert_eq!(p["command"], "Query");
+        assert_eq!(p["time"]["Valid"], true);
+        assert!(p["timeMs"].as_f64().unwrap() > 0.0);
+        assert!(p["db"]["Valid"].is_boolean());
+        for k in ["id", "host", "state", "progress", "rowsSent", "rowsExamined"] {
+            assert!(p.get(k).is_some(), "{k} missing in {p}");
+        }
+        sleeper.await.unwrap();
+
+        let vars = info(InfoKind::Variables, &addr, &cred, 10_000, &cache).await.unwrap();
+        let vars = vars.as_array().unwrap();
+        assert!(vars
+            .iter()
+            .any(|v| v["variableName"] == "VERSION" && v["value"].as_str().unwrap().contains("MariaDB")));
+        assert_eq!(info(InfoKind::Variables, &addr, &cred, 5, &cache).await.unwrap().as_array().unwrap().len(), 5);
+
+        let status = info(InfoKind::Status, &addr, &cred, 10_000, &cache).await.unwrap();
+        assert!(status.as_array().unwrap().iter().any(|v| v["variableName"] == "UPTIME"));
+        let innodb = info(InfoKind::StatusInnodb, &addr, &cred, 10_000, &cache).await.unwrap();
+        let innodb = innodb.as_array().unwrap();
+        assert!(!innodb.is_empty() && innodb.iter().all(|v| v["variableName"].as_str().unwrap().starts_with("INNODB")));
+
+        // First delta: two samples one second apart; the next one uses the cached sample.
+        let started = Instant::now();
+        let d1 = info(InfoKind::StatusDelta, &addr, &cred, 10_000, &cache).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let uptime = d1.as_array().unwrap().iter().find(|v| v["variableName"] == "UPTIME").unwrap();
+        let rate: f64 = uptime["value"].as_str().unwrap().parse().unwrap();
+        assert!((0.0..=3.0).contains(&rate), "uptime rate {rate}");
+        let d2 = info(InfoKind::StatusDelta, &addr, &cred, 10_000, &cache).await.unwrap();
+        let queries = d2.as_array().unwrap().iter().find(|v| v["variableName"] == "QUERIES").unwrap();
+        assert!(queries["value"].as_str().unwrap().parse::<f64>().unwrap() > 0.0);
+
+        let el = info(InfoKind::ErrorLog, &addr, &cred, 3, &cache).await.unwrap();
+        assert_eq!(el["len"], 3, "{el}");
+        assert!(el["line"].as_u64().unwrap() >= 3);
+        let first = &el["buffer"][0];
+        assert_eq!(first["group"], addr.to_string());
+        assert!(["INFO", "WARN", "ERROR"].contains(&first["level"].as_str().unwrap()), "{first}");
+        assert!(first["timestamp"].as_str().unwrap().starts_with("20"), "{first}");
+
+        // Slow log written to the file (log_output = FILE).
+        {
+            let mut c =
+                AdminConn::connect(&addr, &cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            c.exec("SELECT COUNT(*) FROM app.t WHERE v <> 'slow-file-marker'").await.unwrap();
+            c.close().await;
+        }
+        let sl = info(InfoKind::SlowLog, &addr, &cred, 50, &cache).await.unwrap();
+        let e = sl
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["query"].as_str().unwrap().contains("slow-file-marker"))
+            .unwrap_or_else(|| panic!("{sl}"));
+        assert!(e["userHost"].as_str().unwrap().contains("repman"));
+        assert!(e["queryTime"].as_f64().unwrap() >= 0.0);
+        assert_eq!(e["rowsSent"], 1);
+        assert!(e["startTime"].as_str().unwrap().starts_with("20"));
+
+        // Slow log written to mysql.slow_log (log_output = TABLE).
+        sb.sql(1, "SET GLOBAL log_output = 'TABLE'");
+        {
+            let mut c =
+                AdminConn::connect(&addr, &cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            c.exec("SELECT COUNT(*) FROM app.t WHERE v <> 'slow-table-marker'").await.unwrap();
+            c.close().await;
+        }
+        let sl = info(InfoKind::SlowLog, &addr, &cred, 50, &cache).await.unwrap();
+        let e = sl
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["query"].as_str().unwrap().contains("slow-table-marker"))
+            .unwrap_or_else(|| panic!("{sl}"));
+        assert_eq!(e["db"], "");
+        assert_eq!(e["rowsExamined"], 3);
+        for k in ["startTime", "userHost", "queryTime", "lockTime", "rowsSent"] {
+            assert!(e.get(k).is_some(), "{k} missing in {e}");
+        }
+
+        // A slow log file that does not exist here: 501 material.
+        // (With the slow log off, the server accepts the name without creating the file.)
+        let missing = format!("/tmp/rmut-missing-{}.log", std::process::id());
+        sb.sql(1, &format!("SET GLOBAL slow_query_log = OFF; SET GLOBAL log_output = 'FILE'; SET GLOBAL slow_query_log_file = '{missing}'"));
+        match info(InfoKind::SlowLog, &addr, &cred, 50, &cache).await {
+            Err(InfoError::NotAvailable(m)) => {
+                assert!(m.contains("not readable from the manager host") && m.contains(&missing), "{m}")
+            }
+            other => panic!("expected NotAvailable, got {other:?}"),
+        }
+
+        let tables = info(InfoKind::Tables, &addr, &cred, 100, &cache).await.unwrap();
+        let t =
+            tables.as_array().unwrap().iter().find(|t| t["table_name"] == "t").unwrap_or_else(|| panic!("{tables}"));
+        assert_eq!(t["table_schema"], "app");
+        assert_eq!(t["engine"], "InnoDB");
+        assert_eq!(t["table_rows"], 3);
+        assert!(t["data_length"].as_u64().unwrap() > 0);
+        assert!(t["index_length"].is_u64());
+        assert!(tables.as_array().unwrap().iter().all(|t| t["table_schema"] != "mysql"));
+
+        let vt = info(InfoKind::VTables, &addr, &cred, 100, &cache).await.unwrap();
+        assert_eq!(vt["app.t"]["table_rows"], 3, "{vt}");
+
+        let schemas = info(InfoKind::Schemas, &addr, &cred, 100, &cache).await.unwrap();
+        let schemas: Vec<&str> = schemas.as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+        assert!(schemas.contains(&"app") && schemas.contains(&"mysql"), "{schemas:?}");
+
+        // A server that does not answer: 500 material.
+        let dead = HostPort { host: "127.0.0.1".to_string(), port: sb.addr(1).port + 1 };
+        assert!(matches!(info(InfoKind::Status, &dead, &cred, 10, &cache).await, Err(InfoError::Failed(_))));
+    }
+}

@@ -1,0 +1,291 @@
+//! The API contract: the OpenAPI document served by the manager matches its router and covers
+//! the user's API document; every route answers with and without a token and with a token
+//! lacking the grant; bad input gets a clear 4xx; server info and server actions work for real.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const CLUSTER: &str = "c1";
+
+async fn lab() -> (Sandbox, Manager, String, String, std::path::PathBuf) {
+    let sb = Sandbox::start(2, true);
+    common::load::create_table(&sb, 1);
+    let slot = slot();
+    let dir = temp_dir("api", slot);
+    let port = free_ports(slot + 500, 1);
+    let mut defaults = default_keys(&dir, port);
+    defaults.push(("api-credentials", "admin:repman,viewer:view".to_string()));
+    defaults.push(("api-credentials-acl-allow", "admin:global cluster proxy db prov,viewer:".to_string()));
+    let mut keys = cluster_keys(&sb);
+    let sandbox = repo_root().join("scripts/sandbox");
+    let env = format!(
+        "SANDBOX_DIR={} SANDBOX_BASE_PORT={} SANDBOX_QUIET=1",
+        sb.dir.display(),
+        sb.base_port
+    );
+    keys.push(("prov-db-stop-command", format!("env {env} {} stop $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)));
+    keys.push(("prov-db-start-command", format!("env {env} {} start-one $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)));
+    write_config(&dir, &defaults, CLUSTER, &keys);
+    let m = Manager::start(&dir, port, &[]).await;
+    let admin = m.token().await;
+    let r = http()
+        .post(m.url("/api/login"))
+        .json(&serde_json::json!({"username": "viewer", "password": "view"}))
+        .send()
+        .await
+        .unwrap();
+    let viewer = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let first = sb.addr(1);
+    let ok = wait_until(Duration::from_secs(15), || async {
+        let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await;
+        server_by_url(&s, &first)["state"] == "Master" && server_by_url(&s, &sb.addr(2))["state"] == "Slave"
+    })
+    .await;
+    assert!(ok, "topology not discovered");
+    (sb, m, admin, viewer, dir)
+}
+
+fn fill(path: &str, sb: &Sandbox) -> String {
+    path.replace("{cluster}", CLUSTER)
+        .replace("{server}/{port}", &format!("127.0.0.1/{}", sb.port(1)))
+        .replace("{server}", &sb.addr(2))
+        .replace("{host}", "127.0.0.1")
+        .replace("{port}", "1")
+        .replace("{topology}", "master-slave")
+        .replace("{name}", "autorejoin")
+        .replace("{value}", "true")
+        .replace("{test}", "switchover")
+        .replace("{method}", "logicalmaster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_is_documented_guarded_and_answers() {
+    let (sb, m, admin, viewer, dir) = lab().await;
+    let doc: Value = http().get(m.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() > 60, "only {} paths documented", paths.len());
+
+    // The user's API document: every route it lists is served (proxies are not managed here).
+    let spec = repo_root().join("../shared/spec/api-client-usage.md");
+    match std::fs::read_to_string(&spec) {
+        Ok(text) => {
+            let mut missing = Vec::new();
+            for word in text.split(|c: char| c.is_whitespace() || c == '<' || c == '>') {
+                let w = word.trim_matches(|c: char| c == '`' || c == '"');
+                if !(w.starts_with("/api/") || w.starts_with("/clusters/")) || w.contains("/proxies/") {
+                    continue;
+                }
+                let normalized = w
+                    .replace("{clusterName}", "{cluster}")
+                    .replace("{serverName}", "{server}")
+                    .replace("{serverHost}", "{server}")
+                    .replace("{serverPort}", "{port}")
+                    .replace("{parmaterName}", "{name}")
+                    .replace("{backupMethod}", "{method}")
+                    .replace("{testName}", "{test}");
+                if !paths.contains_key(&normalized) {
+                    missing.push(normalized);
+                }
+            }
+            assert!(missing.is_empty(), "routes of the API document not served: {missing:?}");
+        }
+        Err(_) => eprintln!("{} not found: coverage of the API document not checked here", spec.display()),
+    }
+
+    let client = http();
+    for (path, ops) in paths {
+        let url = m.url(&fill(path, &sb));
+        let op = ops.get("get").or_else(|| ops.get("post")).unwrap();
+        let method = if ops.get("get").is_some() { "GET" } else { "POST" };
+        let public = op.get("security").is_none();
+        let grants = op.get("x-grants").is_some();
+        let mutating = op["x-mutating"] == true;
+        let send = |token: Option<&str>| {
+            let mut rq = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url);
+            if let Some(t) = token {
+                rq = rq.bearer_auth(t);
+            }
+            rq.send()
+        };
+        let no_token = send(None).await.unwrap().status().as_u16();
+        if public {
+            assert_ne!(no_token, 404, "{method} {path}");
+            assert_ne!(no_token, 401, "{method} {path} is public");
+            continue;
+        }
+        assert_eq!(no_token, 401, "{method} {path} without a token");
+        let as_viewer = send(Some(&viewer)).await.unwrap();
+        let st = as_viewer.status().as_u16();
+        if grants {
+            assert_eq!(st, 403, "{method} {path} as a user without grants");
+            assert_eq!(as_viewer.text().await.unwrap(), "No valid ACL");
+        } else {
+            assert_eq!(st, 200, "{method} {path} needs only a token");
+        }
+        if !mutating {
+            let r = send(Some(&admin)).await.unwrap();
+            let st = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert!(st == 200 || st == 501, "{method} {path} as admin: {st} {body}");
+        }
+    }
+    drop(m);
+    drop(sb);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_clear_answers() {
+    let (sb, m, admin, _viewer, dir) = lab().await;
+    let client = http();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = m.url(&path);
+        let admin = admin.clone();
+        async move {
+            let r = client.get(url).bearer_auth(admin).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for (path, code, body) in [
+        ("/api/clusters/nope".to_string(), 500, "No cluster"),
+        ("/api/clusters/nope/topology/servers".to_string(), 500, "No cluster"),
+        ("/api/clusters/nope/actions/switchover".to_string(), 500, "No Cluster"),
+        ("/api/clusters/nope/settings".to_string(), 500, "No cluster"),
+        (format!("/api/clusters/{CLUSTER}/servers/db0/processlist"), 500, "503 -Not a Valid Server!"),
+        (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 500, "Server Not Found"),
+        (format!("/api/clusters/{CLUSTER}/servers/{}/processlist?limit=0", sb.addr(1)), 400, "Bad parameter limit=0: expected 1 to 10000"),
+        (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/notaport"), 400, r#"{"msg":"Bad port notaport"}"#),
+        (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/{}", sb.port(1)), 409, ""),
+        (format!("/api/clusters/{CLUSTER}/settings/actions/set/failover-limit/lots"), 400, ""),
+        (format!("/api/clusters/{CLUSTER}/settings/actions/switch/failover-limit"), 501, "Setting Not Found"),
+        (format!("/api/clusters/{CLUSTER}/settings/actions/set/no-such-setting/1"), 400, ""),
+        (format!("/api/clusters/{CLUSTER}/tests/actions/run/nothing"), 400, ""),
+        (format!("/api/clusters/{CLUSTER}/tests/actions/run/switchover"), 409, ""),
+        (format!("/api/clusters/{CLUSTER}/servers/{}/actions/reseed/floppy", sb.addr(2)), 400, ""),
+        (format!("/api/clusters/{CLUSTER}/servers/{}/actions/reset-master", sb.addr(1)), 409, ""),
+        (format!("/api/clusters/{CLUSTER}/servers/{}/actions/provision", sb.addr(2)), 501, ""),
+        ("/api/no/such/route".to_string(), 404, "404 page not found"),
+    ] {
+        let (st, b) = get(path.clone()).await;
+        assert_eq!(st, code, "GET {path}: {b}");
+        if !body.is_empty() {
+            assert_eq!(b, body, "GET {path}");
+        }
+    }
+    // Wrong method, malformed and oversized bodies.
+    let r = client.delete(m.url("/api/clusters")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = client.post(m.url("/api/login")).body(vec![b'x'; 200_000]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = client.post(m.url("/api/login")).body("{\"username\": 1}").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // The manager is still healthy after all that.
+    let (st, _) = m.get("/api/status", None).await;
+    assert_eq!(st, 200);
+    drop(m);
+    drop(sb);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_info_actions_settings_and_jobs_work_for_real() {
+    let (sb, m, admin, _viewer, dir) = lab().await;
+    let (m1, r2) = (sb.addr(1), sb.addr(2));
+    let base = format!("/api/clusters/{CLUSTER}/servers");
+    // Server info.
+    let pl = m.get_json(&format!("{base}/{m1}/processlist?limit=50"), &admin).await;
+    assert!(pl.as_array().is_some_and(|a| !a.is_empty() && a.len() <= 50), "{pl}");
+    let vars = m.get_json(&format!("{base}/{m1}/variables"), &admin).await;
+    assert!(vars.as_array().unwrap().iter().any(|v| v["variableName"] == "GTID_STRICT_MODE"), "variables");
+    let status = m.get_json(&format!("{base}/{m1}/status"), &admin).await;
+    assert!(status.as_array().unwrap().iter().any(|v| v["variableName"] == "UPTIME"));
+    let delta = m.get_json(&format!("{base}/{m1}/status-delta"), &admin).await;
+    assert!(delta.as_array().is_some_and(|a| !a.is_empty()));
+    let schemas = m.get_json(&format!("{base}/{m1}/schemas"), &admin).await;
+    assert!(schemas.as_array().unwrap().iter().any(|s| s == "app"), "{schemas}");
+    let tables = m.get_json(&format!("{base}/{m1}/tables"), &admin).await;
+    assert!(tables.as_array().unwrap().iter().any(|t| t["table_name"] == "t"), "{tables}");
+    let vt = m.get_json(&format!("{base}/{m1}/vtables"), &admin).await;
+    assert!(vt.get("app.t").is_some(), "{vt}");
+    let el = m.get_json(&format!("{base}/{m1}/errorlog?limit=20"), &admin).await;
+    assert!(el["buffer"].as_array().is_some_and(|b| !b.is_empty() && b.len() <= 20), "{el}");
+
+    // Toggles and replication commands act on the server.
+    let act = |p: String| {
+        let m = &m;
+        let admin = admin.clone();
+        async move { m.get(&p, Some(&admin)).await }
+    };
+    let (st, body) = act(format!("{base}/{r2}/actions/toogle-slow-query")).await;
+    assert_eq!(st, 200, "{body}");
+    let before = sb.sql(2, "SELECT @@slow_query_log");
+    let (st, _) = act(format!("{base}/{r2}/actions/toogle-slow-query")).await;
+    assert_eq!(st, 200);
+    assert_ne!(sb.sql(2, "SELECT @@slow_query_log"), before);
+    sb.sql(2, "STOP SLAVE");
+    let (st, body) = act(format!("{base}/{r2}/actions/start-slave")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(10), || async { sb.sql(2, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Slave_IO'") != "0" }).await);
+
+    // Settings: set, switch, masked read, replicated and applied.
+    let (st, body) = act(format!("/api/clusters/{CLUSTER}/settings/actions/set/failover-limit/9")).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, _) = act(format!("/api/clusters/{CLUSTER}/settings/switch/autorejoin")).await;
+    assert_eq!(st, 200);
+    let s = m.get_json(&format!("/api/clusters/{CLUSTER}/settings"), &admin).await;
+    assert_eq!(s["failoverLimit"], "9");
+    assert_eq!(s["autorejoin"], "false");
+    assert_eq!(s["dbServersCredential"], "*:*");
+
+    // Stop and start a server through the orchestrator command.
+    let (st, body) = act(format!("{base}/{r2}/actions/stop")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(15), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await, &r2)["state"] == "Failed"
+    })
+    .await);
+    let (st, body) = act(format!("{base}/{r2}/actions/start")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(20), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await, &r2)["state"] == "Slave"
+    })
+    .await);
+
+    // A logical backup job, then a reseed of the replica from it.
+    let (st, body) = act(format!("{base}/{m1}/actions/backup-logical")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("Job "), "{body}");
+    let done = wait_until(Duration::from_secs(60), || async {
+        let j = m.get_json(&format!("/api/clusters/{CLUSTER}/jobs"), &admin).await;
+        j.as_array().unwrap().iter().any(|x| x["kind"] == "backup-logical" && x["state"] == "done")
+    })
+    .await;
+    assert!(done, "backup job did not finish: {}", m.get_json(&format!("/api/clusters/{CLUSTER}/jobs"), &admin).await);
+    let jobs = m.get_json(&format!("/api/clusters/{CLUSTER}/backups"), &admin).await;
+    let job = jobs.as_array().unwrap().iter().find(|x| x["kind"] == "backup-logical").unwrap().clone();
+    assert!(job["sizeBytes"].as_u64().unwrap() > 0);
+    assert!(std::path::Path::new(job["location"].as_str().unwrap()).exists());
+    sb.sql(1, "INSERT INTO app.t (id, port) VALUES (424242, 0)");
+    let (st, body) = act(format!("{base}/{r2}/actions/reseed/logicalbackup")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(20), || async { sb.sql(2, "SELECT COUNT(*) FROM app.t WHERE id = 424242") == "1" }).await);
+
+    // A server added at runtime is monitored.
+    let extra = free_ports(slot() + 900, 1);
+    let (st, body) = act(format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/{extra}")).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(10), || async {
+        let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await;
+        s.as_array().unwrap().iter().any(|x| x["url"] == format!("127.0.0.1:{extra}") && x["state"] == "Suspect" || x["url"] == format!("127.0.0.1:{extra}") && x["state"] == "Failed")
+    })
+    .await);
+    drop(m);
+    drop(sb);
+    let _ = std::fs::remove_dir_all(dir);
+}
