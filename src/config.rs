@@ -267,6 +267,9 @@ pub struct ClusterConfig {
     pub monitoring_pause: bool,
     /// `test` (default false): allow the destructive regression scenarios of `tests/actions/run`.
     pub test: bool,
+    /// `prov-orchestrator`: `onpremise` (default: the commands below) or `local` (the manager
+    /// creates and runs the mariadbd of loopback servers itself).
+    pub orchestrator: String,
     /// `prov-db-start-command`, `-stop-`, `-provision-`, `-unprovision-command`: shell commands
     /// run for server actions; `{host}`, `{port}` and `{cluster}` are replaced.
     pub start_command: String,
@@ -789,6 +792,10 @@ impl ClusterConfig {
             api_token_timeout_hours: s.uint("api-token-timeout")?,
             monitoring_pause: s.bool("monitoring-pause")?,
             test: s.bool("test")?,
+            orchestrator: match s.str("prov-orchestrator")?.trim() {
+                o @ ("onpremise" | "local") => o.to_string(),
+                other => return Err(s.invalid("prov-orchestrator", format!("`{other}` is not onpremise or local"))),
+            },
             start_command: s.str("prov-db-start-command")?,
             stop_command: s.str("prov-db-stop-command")?,
             provision_command: s.str("prov-db-provision-command")?,

@@ -12,6 +12,7 @@ mod config;
 mod failover;
 mod group;
 mod jobs;
+mod local_orchestrator;
 mod gtid;
 mod monitor;
 mod node;

@@ -442,6 +442,8 @@ pub struct ClusterMonitor {
 /// What every cluster monitor shares: where the configuration came from (for reloads) and
 /// the job registry (backups, optimize).
 pub struct MonitorEnv {
+    /// `monitoring-datadir` (instances of the local orchestrator live under it).
+    pub datadir: std::path::PathBuf,
     pub config_source: Option<std::path::PathBuf>,
     pub cli_overrides: Vec<(String, String)>,
     pub jobs: Arc<crate::jobs::JobRegistry>,
@@ -588,8 +590,14 @@ impl ClusterMonitor {
                 self.refresh().await;
                 self.executor().run_test(&name).await
             }
-            Action::ServicesProvision => self.executor().services(false).await,
-            Action::ServicesBootstrap => self.executor().services(true).await,
+            Action::ServicesProvision => {
+                let datadir = self.env.datadir.clone();
+                self.executor().services(false, &datadir).await
+            }
+            Action::ServicesBootstrap => {
+                let datadir = self.env.datadir.clone();
+                self.executor().services(true, &datadir).await
+            }
             Action::MasterPhysicalBackup => {
                 let master = {
                     let st = self.shared.read();
@@ -608,7 +616,8 @@ impl ClusterMonitor {
     async fn server_action(&mut self, server: &str, action: ServerAction) -> ActionResult {
         match &action {
             ServerAction::Start | ServerAction::Stop | ServerAction::Provision | ServerAction::Unprovision => {
-                self.executor().orchestrate(server, &action).await
+                let datadir = self.env.datadir.clone();
+                self.executor().orchestrate(server, &action, &datadir).await
             }
             ServerAction::BackupLogical
             | ServerAction::BackupPhysical

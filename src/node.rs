@@ -397,6 +397,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let group = ManagerGroup::start(&config.server).await?;
     let jobs = crate::jobs::JobRegistry::open(&datadir)?;
     let env = Arc::new(crate::monitor::MonitorEnv {
+        datadir: datadir.clone(),
         config_source: config.source.clone(),
         cli_overrides: config.cli_overrides.clone(),
         jobs: jobs.clone(),

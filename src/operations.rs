@@ -159,12 +159,29 @@ impl FailoverExecutor<'_> {
         Ok(msg)
     }
 
-    /// Start, stop, provision or unprovision through the configured orchestrator command.
-    pub async fn orchestrate(&self, server: &str, action: &ServerAction) -> Result<String, ActionError> {
+    /// Start, stop, provision or unprovision: the local orchestrator runs the instance itself;
+    /// `onpremise` runs the configured command.
+    pub async fn orchestrate(&self, server: &str, action: &ServerAction, datadir: &Path) -> Result<String, ActionError> {
         let st = self.snapshot();
         let cfg = &st.config;
         let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
         let addr = st.servers[i].addr.clone();
+        if cfg.orchestrator == "local" {
+            self.coord.check("local orchestrator").await.map_err(|w| ActionError::new(503, w))?;
+            let local = crate::local_orchestrator::LocalOrchestrator::new(datadir, &cfg.name);
+            let (term, node) = self.coord.epoch();
+            tracing::info!(server = %addr, ?action, term, node, "executing local orchestrator step");
+            let r = match action {
+                ServerAction::Start => local.start(&addr).await,
+                ServerAction::Stop => local.stop(&addr).await,
+                ServerAction::Provision => local.provision(cfg, &addr).await,
+                ServerAction::Unprovision => local.unprovision(&addr).await,
+                other => return Err(ActionError::new(500, format!("{other:?} is not an orchestrator action"))),
+            };
+            let msg = r.map_err(|e| ActionError::new(500, format!("{e:#}")))?;
+            self.log(Level::Info, &msg);
+            return Ok(msg);
+        }
         let (template, key) = match action {
             ServerAction::Start => (&cfg.start_command, "prov-db-start-command"),
             ServerAction::Stop => (&cfg.stop_command, "prov-db-stop-command"),
@@ -192,10 +209,10 @@ impl FailoverExecutor<'_> {
     }
 
     /// Provisions every server; with `bootstrap`, then sets up master-slave replication.
-    pub async fn services(&self, bootstrap: bool) -> Result<String, ActionError> {
+    pub async fn services(&self, bootstrap: bool, datadir: &Path) -> Result<String, ActionError> {
         let servers: Vec<String> = self.shared.read().servers.iter().map(|s| s.addr.to_string()).collect();
         for s in &servers {
-            self.orchestrate(s, &ServerAction::Provision).await?;
+            self.orchestrate(s, &ServerAction::Provision, datadir).await?;
         }
         if !bootstrap {
             return Ok(format!("{} servers provisioned", servers.len()));
