@@ -276,6 +276,29 @@ async fn server_info_actions_settings_and_jobs_work_for_real() {
     assert_eq!(st, 200, "{body}");
     assert!(wait_until(Duration::from_secs(20), || async { sb.sql(2, "SELECT COUNT(*) FROM app.t WHERE id = 424242") == "1" }).await);
 
+    // Regression scenario, allowed once the cluster setting test=true is set.
+    let (st, body) = act(format!("/api/clusters/{CLUSTER}/settings/actions/set/test/true")).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = act(format!("/api/clusters/{CLUSTER}/tests/actions/run/switchover")).await;
+    assert_eq!(st, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["name"], "switchover");
+    assert_eq!(report["result"], "PASS", "{report}");
+    assert!(wait_until(Duration::from_secs(15), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await, &r2)["state"] == "Master"
+    })
+    .await);
+
+    // Reload re-reads the file: a value changed in the file applies; API settings stay on top.
+    let cfg_path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, text.replace("monitoring-ticker = 0.5", "monitoring-ticker = 0.5\nfailover-time-limit = 77")).unwrap();
+    let (st, body) = act(format!("/api/clusters/{CLUSTER}/settings/reload")).await;
+    assert_eq!(st, 200, "{body}");
+    let s = m.get_json(&format!("/api/clusters/{CLUSTER}/settings"), &admin).await;
+    assert_eq!(s["failoverTimeLimit"], 77, "{s}");
+    assert_eq!(s["failoverLimit"], "9", "API setting kept over the file");
+
     // A server added at runtime is monitored.
     let extra = free_ports(slot() + 900, 1);
     let (st, body) = act(format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/{extra}")).await;
