@@ -69,6 +69,9 @@ pub enum JobKind {
     BackupErrorLog,
     BackupSlowQueryLog,
     Optimize,
+    /// A replica rebuilt from a backup or the master; run by the cluster monitor's executor
+    /// (leadership-checked), tracked here like the other jobs.
+    Reseed,
 }
 
 impl JobKind {
@@ -80,6 +83,7 @@ impl JobKind {
             JobKind::BackupErrorLog => "backup-error-log",
             JobKind::BackupSlowQueryLog => "backup-slow-query-log",
             JobKind::Optimize => "optimize",
+            JobKind::Reseed => "reseed",
         }
     }
 }
@@ -251,6 +255,40 @@ impl JobRegistry {
         Ok(job)
     }
 
+    /// Records a job that runs elsewhere (a reseed) and returns it (state running); refuses
+    /// when the same kind already runs on that server.
+    pub fn track(&self, kind: JobKind, cluster: &str, server: &HostPort) -> Result<Job, String> {
+        let server_key = server.to_string();
+        let mut jobs = self.lock();
+        if let Some(j) = jobs.iter().find(|j| j.state == RUNNING && j.server == server_key && j.kind == kind) {
+            return Err(format!("a {} job ({}) is already running on {server_key}", kind.as_str(), j.id));
+        }
+        let started_at = server_info::now_unix();
+        let job = Job {
+            id: new_job_id(kind, started_at),
+            cluster: cluster.to_string(),
+            server: server_key,
+            kind,
+            state: RUNNING.to_string(),
+            started_at,
+            ended_at: None,
+            size_bytes: 0,
+            location: String::new(),
+            error: None,
+            gtid: None,
+        };
+        jobs.push(job.clone());
+        trim(&mut jobs);
+        self.persist_or_warn(&jobs);
+        Ok(job)
+    }
+
+    /// Ends a tracked job with its outcome (a message on success, the error otherwise).
+    pub fn complete(&self, id: &str, result: Result<String, String>, took: Duration) {
+        let outcome = result.map(|msg| Outcome { location: msg, ..Outcome::default() }).map_err(|e| anyhow!(e));
+        self.finish(id, outcome, took);
+    }
+
     fn finish(&self, id: &str, result: anyhow::Result<Outcome>, took: Duration) {
         let mut jobs = self.lock();
         let Some(job) = jobs.iter_mut().find(|j| j.id == id) else { return };
@@ -356,7 +394,7 @@ async fn remove_artifacts(kind: JobKind, dir: &Path) {
     let r = match kind {
         JobKind::BackupLogical => tokio::fs::remove_file(dir.join("dump.sql")).await,
         JobKind::BackupPhysical => tokio::fs::remove_dir_all(dir.join("data")).await,
-        JobKind::BackupErrorLog | JobKind::BackupSlowQueryLog | JobKind::Optimize => return,
+        JobKind::BackupErrorLog | JobKind::BackupSlowQueryLog | JobKind::Optimize | JobKind::Reseed => return,
     };
     if let Err(e) = r {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -380,6 +418,7 @@ async fn run(
         JobKind::BackupErrorLog => copy_server_log(addr, cred, dir, LogFile::Error).await,
         JobKind::BackupSlowQueryLog => copy_server_log(addr, cred, dir, LogFile::SlowQuery).await,
         JobKind::Optimize => optimize(addr, cred, deadline).await,
+        JobKind::Reseed => Err(anyhow!("reseed jobs are run by the cluster monitor, not by the registry")),
     }
 }
 

@@ -670,24 +670,42 @@ impl ClusterMonitor {
             let flavor = st.servers[i].snapshot.as_ref().map_or(crate::sql::Flavor::MariaDB, |s| s.flavor);
             (st.servers[i].addr.clone(), flavor, st.servers[m].addr.clone(), st.config.clone())
         };
-        match method {
-            "logicalmaster" => self.executor().reseed_by_dump(&cfg, &addr, flavor, &master).await,
-            "logicalbackup" => {
-                let job = self
-                    .env
+        let backup = match method {
+            "logicalmaster" => None,
+            "logicalbackup" => Some(
+                self.env
                     .jobs
                     .list(&cfg.name)
                     .into_iter()
                     .find(|j| j.kind == crate::jobs::JobKind::BackupLogical && j.state == "done")
-                    .ok_or_else(|| ActionError::new(409, "No finished logical backup in this cluster: run actions/backup-logical first"))?;
-                self.executor().reseed_from_backup(&cfg, &addr, flavor, &master, &job).await
+                    .ok_or_else(|| ActionError::new(409, "No finished logical backup in this cluster: run actions/backup-logical first"))?,
+            ),
+            "physicalbackup" => {
+                return Err(ActionError::new(
+                    501,
+                    "Reseed from a physical backup needs an orchestrator that stops the server and replaces its datadir: not available here (use logicalbackup or logicalmaster)",
+                ))
             }
-            "physicalbackup" => Err(ActionError::new(
-                501,
-                "Reseed from a physical backup needs an orchestrator that stops the server and replaces its datadir: not available here (use logicalbackup or logicalmaster)",
-            )),
-            other => Err(ActionError::new(400, format!("Unknown reseed method {other}: use logicalbackup, logicalmaster or physicalbackup"))),
-        }
+            other => {
+                return Err(ActionError::new(400, format!("Unknown reseed method {other}: use logicalbackup, logicalmaster or physicalbackup")))
+            }
+        };
+        self.group.check("reseed").await.map_err(|w| ActionError::new(503, w))?;
+        let job = self.env.jobs.track(crate::jobs::JobKind::Reseed, &cfg.name, &addr).map_err(|e| ActionError::new(409, e))?;
+        // A reseed copies data: it runs as a job, so the monitor keeps probing meanwhile.
+        let (shared, group, jobs, id) = (self.shared.clone(), self.group.clone(), self.env.jobs.clone(), job.id.clone());
+        let msg = format!("Job {} (reseed from {method}) started on {addr}", job.id);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let ex = FailoverExecutor { shared: &shared, coord: group.as_ref() };
+            let r = match &backup {
+                None => ex.reseed_by_dump(&cfg, &addr, flavor, &master).await,
+                Some(b) => ex.reseed_from_backup(&cfg, &addr, flavor, &master, b).await,
+            };
+            jobs.complete(&id, r.map_err(|e| e.message), started.elapsed());
+        });
+        self.shared.write().log(Level::Info, "job", &msg);
+        Ok(msg)
     }
 
     /// A probe round on top of the replicated decisions (also before an action, so it decides

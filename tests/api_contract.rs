@@ -274,6 +274,16 @@ async fn server_info_actions_settings_and_jobs_work_for_real() {
     sb.sql(1, "INSERT INTO app.t (id, port) VALUES (424242, 0)");
     let (st, body) = act(format!("{base}/{r2}/actions/reseed/logicalbackup")).await;
     assert_eq!(st, 200, "{body}");
+    assert!(body.contains("reseed"), "a reseed answers at once with its job: {body}");
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let j = m.get_json(&format!("/api/clusters/{CLUSTER}/jobs"), &admin).await;
+            j.as_array().unwrap().iter().any(|x| x["kind"] == "reseed" && x["state"] == "done")
+        })
+        .await,
+        "reseed job did not finish: {}",
+        m.get_json(&format!("/api/clusters/{CLUSTER}/jobs"), &admin).await
+    );
     assert!(wait_until(Duration::from_secs(20), || async { sb.sql(2, "SELECT COUNT(*) FROM app.t WHERE id = 424242") == "1" }).await);
 
     // Regression scenario, allowed once the cluster setting test=true is set.
