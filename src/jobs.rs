@@ -114,6 +114,25 @@ pub struct Job {
     pub gtid: Option<String>,
 }
 
+impl Job {
+    /// A job that just started.
+    fn running(id: String, kind: JobKind, cluster: &str, server: &str, started_at: u64) -> Job {
+        Job {
+            id,
+            cluster: cluster.to_string(),
+            server: server.to_string(),
+            kind,
+            state: RUNNING.to_string(),
+            started_at,
+            ended_at: None,
+            size_bytes: 0,
+            location: String::new(),
+            error: None,
+            gtid: None,
+        }
+    }
+}
+
 /// What a finished runner produced.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -175,7 +194,7 @@ impl JobRegistry {
 
     fn persist(&self, jobs: &[Job]) -> anyhow::Result<()> {
         let data = serde_json::to_vec_pretty(jobs).context("encoding the job list")?;
-        write_private(&self.datadir.join("jobs.json"), &data)
+        crate::node::write_private(&self.datadir.join("jobs.json"), &data)
     }
 
     fn persist_or_warn(&self, jobs: &[Job]) {
@@ -220,19 +239,7 @@ impl JobRegistry {
                 create_private_dir(&dir)
                     .map_err(|e| format!("cannot create the job directory {}: {e}", dir.display()))?;
             }
-            let job = Job {
-                id,
-                cluster: cluster.to_string(),
-                server: server_key.clone(),
-                kind,
-                state: RUNNING.to_string(),
-                started_at,
-                ended_at: None,
-                size_bytes: 0,
-                location: String::new(),
-                error: None,
-                gtid: None,
-            };
+            let job = Job::running(id, kind, cluster, &server_key, started_at);
             jobs.push(job.clone());
             trim(&mut jobs);
             self.persist_or_warn(&jobs);
@@ -264,19 +271,7 @@ impl JobRegistry {
             return Err(format!("a {} job ({}) is already running on {server_key}", kind.as_str(), j.id));
         }
         let started_at = server_info::now_unix();
-        let job = Job {
-            id: new_job_id(kind, started_at),
-            cluster: cluster.to_string(),
-            server: server_key,
-            kind,
-            state: RUNNING.to_string(),
-            started_at,
-            ended_at: None,
-            size_bytes: 0,
-            location: String::new(),
-            error: None,
-            gtid: None,
-        };
+        let job = Job::running(new_job_id(kind, started_at), kind, cluster, &server_key, started_at);
         jobs.push(job.clone());
         trim(&mut jobs);
         self.persist_or_warn(&jobs);
@@ -371,23 +366,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-/// Writes a file readable by its owner only, atomically (temp file, fsync, rename).
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
-}
 
 /// Removes what a failed job left (keeping its tool log for diagnosis).
 async fn remove_artifacts(kind: JobKind, dir: &Path) {
@@ -570,7 +548,7 @@ async fn backup_physical(addr: &HostPort, cred: &Credential, dir: &Path) -> anyh
         );
     }
     let cnf = dir.join("backup.cnf");
-    write_private(&cnf, password_option_file(&cred.password)?.as_bytes())?;
+    crate::node::write_private(&cnf, password_option_file(&cred.password)?.as_bytes())?;
     let cnf_guard = RemoveOnDrop(cnf.clone());
     let target = dir.join("data");
     let log = dir.join("backup.log");

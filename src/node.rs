@@ -287,23 +287,11 @@ impl Backend for NodeBackend {
         };
         let cache = self.status_cache.clone();
         async move {
-            use crate::server_info::{read_info, InfoError, InfoKind, InfoRequest};
+            use crate::server_info::{read_info, InfoError, InfoRequest};
             let (addr, cred, timeout) = target?;
-            let kind = match info {
-                ServerInfo::Processlist => InfoKind::Processlist,
-                ServerInfo::Variables => InfoKind::Variables,
-                ServerInfo::Status => InfoKind::Status,
-                ServerInfo::StatusDelta => InfoKind::StatusDelta,
-                ServerInfo::StatusInnodb => InfoKind::StatusInnodb,
-                ServerInfo::ErrorLog => InfoKind::ErrorLog,
-                ServerInfo::SlowLog => InfoKind::SlowLog,
-                ServerInfo::Tables => InfoKind::Tables,
-                ServerInfo::VTables => InfoKind::VTables,
-                ServerInfo::Schemas => InfoKind::Schemas,
-            };
             let name = addr.to_string();
             let req = InfoRequest { addr: &addr, cred: &cred, timeout, limit, server_name: &name };
-            read_info(kind, &req, &cache).await.map_err(|e| match e {
+            read_info(info, &req, &cache).await.map_err(|e| match e {
                 InfoError::NotAvailable(m) => ActionError::new(501, m),
                 InfoError::Failed(m) => ActionError::new(500, m),
             })

@@ -58,20 +58,8 @@ const SLOW_LOG_MAX_BYTES: u64 = 32 << 20;
 /// Longest query text kept per slow-log entry read from a file.
 const SLOW_QUERY_MAX_CHARS: usize = 65_536;
 
-/// Which information to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InfoKind {
-    Processlist,
-    Variables,
-    Status,
-    StatusDelta,
-    StatusInnodb,
-    ErrorLog,
-    SlowLog,
-    Tables,
-    VTables,
-    Schemas,
-}
+/// Which information to read (the API's kinds).
+pub use replication_manager_api::ServerInfo as InfoKind;
 
 /// One request: the server, how to reach it, and how many rows to return at most.
 pub struct InfoRequest<'a> {
