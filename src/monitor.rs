@@ -526,8 +526,11 @@ impl ClusterMonitor {
 
     /// One probe round (every node), then the automatic decisions (the active leader only).
     async fn tick(&mut self) {
+        // On the leader, a fresh quorum round first: it also guarantees this node applied every
+        // committed decision before it reads them and acts on them.
+        let active = self.group.is_active() && self.group.check("monitor tick").await.is_ok();
         self.refresh().await;
-        if !self.group.is_active() {
+        if !active {
             // A standby never decides: its alerts show no failover blockers of its own.
             let mut st = self.shared.write();
             if !st.blockers.is_empty() {
