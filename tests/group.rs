@@ -325,3 +325,45 @@ async fn chaos_two_managers_and_an_arbitrator() {
     report("manager-manager-arbitrator", &format!("killed leader manager {l}, then the master"), &format!("manager {survivor} led with the arbitrator's vote and failed over to {}", new.unwrap_or_default()));
     lab.finish();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_leader_dies_mid_failover_and_the_next_leader_finishes_it() {
+    // Every manager pauses 8 s after journaling a promotion: the test kills the leader then.
+    let mut lab = GroupLab::start_with_env(
+        3,
+        MANAGERS,
+        None,
+        &[("failover-limit", "1")],
+        &[("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS", "8000")],
+    )
+    .await;
+    let old = lab.sb.addr(1);
+    let leader = leader(&lab).await;
+    lab.sb.run(&["kill", "1"]);
+    let journaled = wait_until(Duration::from_secs(30), || async {
+        lab.nodes.iter().find(|n| n.id == leader).unwrap().log_text().contains("pausing after the promotion was journaled")
+    })
+    .await;
+    assert!(journaled, "the leader never reached the promotion: {}", lab.logs());
+    lab.node(leader).kill();
+    // The next leader resumes: the other replica follows the promoted server and the failover
+    // is recorded once, although failover-limit is 1 (the resume is not gated).
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(40)).await;
+    crashes_converge(&lab, 1, Duration::from_secs(30)).await;
+    let other = (2..=3).map(|i| lab.sb.addr(i)).find(|a| *a != new).unwrap();
+    let ok = wait_until(Duration::from_secs(30), || async {
+        let n = lab.other(leader);
+        let s = n.get_json(&format!("/api/clusters/{}/topology/servers", lab.cluster), &lab.token).await.unwrap_or_default();
+        s.as_array().is_some_and(|a| a.iter().any(|x| x["url"] == other.as_str() && x["state"] == "Slave"))
+    })
+    .await;
+    assert!(ok, "the other replica does not follow {new}: {}", lab.logs());
+    let resumed = lab.nodes.iter().filter(|n| n.id != leader).any(|n| n.log_text().contains("Resuming failover"));
+    assert!(resumed, "no node resumed the interrupted failover: {}", lab.logs());
+    report(
+        "leader-dies-mid-failover",
+        &format!("killed leader {leader} right after it journaled the promotion of {new}"),
+        "the next leader resumed the journaled failover and finished it (counter 1, replica repointed)",
+    );
+    lab.finish();
+}

@@ -26,6 +26,18 @@ pub const DUMP_DEADLINE: Duration = Duration::from_secs(1800);
 /// How long replicas may take to reach the locked master's position during a switchover.
 pub const SWITCHOVER_CATCHUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Fault-injection hook for the chaos tests (environment, never configuration): with
+/// `REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS` set, a failover pauses right after its
+/// "promoted" journal entry is replicated, so a test can kill the leader at that point and check
+/// that the next leader finishes the operation.
+async fn fault_pause_after_promote(op: &str) {
+    let Some(ms) = std::env::var("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS").ok().and_then(|v| v.parse::<u64>().ok()) else {
+        return;
+    };
+    tracing::warn!(op, ms, "fault injection: pausing after the promotion was journaled");
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
 fn err500(e: impl std::fmt::Display) -> ActionError {
     ActionError::new(500, e.to_string())
 }
@@ -314,6 +326,7 @@ impl FailoverExecutor<'_> {
         journal.evidence = record.clone();
         self.shared.write().intent = Some(cand.addr.clone());
         self.journal(&journal).await?;
+        fault_pause_after_promote(&record.id).await;
         self.finish_failover(&cfg, m, w, record, journal).await
     }
 

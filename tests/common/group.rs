@@ -19,6 +19,7 @@ pub struct Node {
     pub dir: PathBuf,
     pub uid: Option<u32>,
     pub role: &'static str,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -35,6 +36,11 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Environment variables given to the manager process at its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("manager.log")).expect("log");
         let bin = self.dir.join("replication-manager");
@@ -46,6 +52,9 @@ impl Node {
             }
             None => Command::new(&bin),
         };
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let child = cmd
             .arg("--config")
             .arg(self.dir.join("config.toml"))
@@ -132,6 +141,17 @@ impl GroupLab {
     /// Starts a replicated sandbox of `dbs` servers and one manager per entry of `roles`
     /// (`manager` / `arbitrator`). Node `isolable` (1-based), if any, runs under its own uid.
     pub async fn start(dbs: u16, roles: &[&'static str], isolable: Option<u64>, extra: &[(&'static str, &str)]) -> GroupLab {
+        GroupLab::start_with_env(dbs, roles, isolable, extra, &[]).await
+    }
+
+    /// As [`GroupLab::start`], with environment variables (fault hooks) for every manager.
+    pub async fn start_with_env(
+        dbs: u16,
+        roles: &[&'static str],
+        isolable: Option<u64>,
+        extra: &[(&'static str, &str)],
+        fault_env: &[(&str, &str)],
+    ) -> GroupLab {
         let sb = Sandbox::start(dbs, true);
         super::load::create_table(&sb, 1);
         let slot = super::slot();
@@ -174,7 +194,16 @@ impl GroupLab {
             if let Some(uid) = uid {
                 let _ = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(&dir).status();
             }
-            let mut node = Node { id, http_port: http_base + i as u16, raft_port: raft_base + i as u16, dir, uid, role, child: None };
+            let mut node = Node {
+                id,
+                http_port: http_base + i as u16,
+                raft_port: raft_base + i as u16,
+                dir,
+                uid,
+                role,
+                env: fault_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                child: None,
+            };
             node.spawn();
             nodes.push(node);
         }
