@@ -84,6 +84,7 @@ const KEYS: &[KeySpec] = &[
     key("switchover-wait-write-query", Kind::Int, "10"),
     key("switchover-at-sync", Kind::Bool, "false"),
     key("switchover-slave-wait-catch", Kind::Bool, "true"),
+    key("switchover-wait-catch", Kind::Int, "30"),
     key("autorejoin", Kind::Bool, "true"),
     key("autorejoin-flashback", Kind::Bool, "false"),
     key("autorejoin-mysqldump", Kind::Bool, "false"),
@@ -247,6 +248,9 @@ pub struct ClusterConfig {
     pub switchover_wait_write_query: u64,
     /// `switchover-at-sync` (default false).
     pub switchover_at_sync: bool,
+    /// `switchover-wait-catch` (seconds, default 30): how long the candidate and the replicas
+    /// may take to reach the locked master's position; past it the switchover is undone.
+    pub switchover_wait_catch: Duration,
     /// `autorejoin` (default true): rejoin a returning old master as a replica.
     pub autorejoin: bool,
     /// `autorejoin-flashback` (default false).
@@ -782,6 +786,7 @@ impl ClusterConfig {
             switchover_wait_kill: Duration::from_millis(s.uint("switchover-wait-kill")?),
             switchover_wait_write_query: s.uint("switchover-wait-write-query")?,
             switchover_at_sync: s.bool("switchover-at-sync")?,
+            switchover_wait_catch: Duration::from_secs(s.uint("switchover-wait-catch")?.max(1)),
             autorejoin: s.bool("autorejoin")?,
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,

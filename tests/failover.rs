@@ -530,3 +530,29 @@ async fn maintenance_replica_is_not_elected() {
     );
     lab.finish();
 }
+
+/// A switchover that fails before the promotion is undone: the old master is writable again,
+/// the candidate replicates again, nothing is recorded, and the answer says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_switchover_is_undone() {
+    let lab = Lab::start(3, &[("switchover-wait-catch", "2"), ("failover-max-slave-delay", "-1")]).await;
+    let first = lab.sb.addr(1);
+    let target = lab.sb.addr(2);
+    // The target applies events an hour late: it cannot reach the master's position in 2 s.
+    lab.sb.sql(2, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3600; START SLAVE");
+    lab.sb.sql(1, "INSERT INTO app.t (id, port) VALUES (555555, 0)");
+    let (st, body) = lab.action(&format!("switchover?prefmaster={target}")).await;
+    assert_eq!(st, 500, "{body}");
+    assert!(body.contains("undone"), "{body}");
+    assert_eq!(lab.sb.sql(1, "SELECT @@read_only"), "0", "old master writable again");
+    assert!(
+        wait_until(Duration::from_secs(10), || async { lab.master_url().await.as_deref() == Some(first.as_str()) }).await,
+        "master changed: {}",
+        lab.servers().await
+    );
+    let io_sql = lab.sb.sql(2, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_SQL'");
+    assert_ne!(io_sql, "0", "the candidate replicates again");
+    assert!(lab.crashes().await.is_empty());
+    lab.sb.sql(1, "INSERT INTO app.t (id, port) VALUES (555556, 0)");
+    lab.finish();
+}

@@ -23,8 +23,6 @@ use crate::topology::ServerState;
 pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a reseed by dump may take.
 pub const DUMP_DEADLINE: Duration = Duration::from_secs(1800);
-/// How long replicas may take to reach the locked master's position during a switchover.
-pub const SWITCHOVER_CATCHUP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Fault-injection hook for the chaos tests (environment, never configuration): with
 /// `REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS` set, a failover pauses right after its
@@ -573,11 +571,12 @@ impl FailoverExecutor<'_> {
             Ok(c) => c,
             Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into(), &mut journal).await),
         };
-        let wait = sql::master_gtid_wait(&pos, SWITCHOVER_CATCHUP_DEADLINE.as_secs());
-        match candc.value(&wait, SWITCHOVER_CATCHUP_DEADLINE + Duration::from_secs(5)).await {
+        let catchup = cfg.switchover_wait_catch;
+        let wait = sql::master_gtid_wait(&pos, catchup.as_secs());
+        match candc.value(&wait, catchup + Duration::from_secs(5)).await {
             Ok(Some(v)) if v == "0" => {}
             Ok(v) => {
-                let e = ActionError::new(500, format!("{} did not reach {pos} within {:?} ({v:?})", cand.addr, SWITCHOVER_CATCHUP_DEADLINE));
+                let e = ActionError::new(500, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr));
                 return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
             }
             Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into(), &mut journal).await),
@@ -624,8 +623,8 @@ impl FailoverExecutor<'_> {
             }
             let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
             if let Ok(mut c) = self.admin(&cfg, &s.addr, flavor).await {
-                let wait = sql::master_gtid_wait(&pos, SWITCHOVER_CATCHUP_DEADLINE.as_secs());
-                if c.value(&wait, SWITCHOVER_CATCHUP_DEADLINE + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
+                let wait = sql::master_gtid_wait(&pos, cfg.switchover_wait_catch.as_secs());
+                if c.value(&wait, cfg.switchover_wait_catch + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
                     self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));
                 }
                 c.close().await;
