@@ -114,6 +114,7 @@ const KEYS: &[KeySpec] = &[
     key("raft-peers", Kind::Str, ""),
     key("raft-peers-http", Kind::Str, ""),
     key("raft-role", Kind::Str, "manager"),
+    key("raft-arbitrators", Kind::Str, ""),
     key("raft-heartbeat-ms", Kind::Int, "250"),
     key("raft-election-min-ms", Kind::Int, "1500"),
     key("raft-election-max-ms", Kind::Int, "3000"),
@@ -334,6 +335,8 @@ impl NodeRole {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub id: u64,
+    /// From `raft-arbitrators` (and this node's own `raft-role`).
+    pub role: NodeRole,
     /// Raft RPC listener (`raft-peers`).
     pub raft_addr: String,
     /// HTTP API address (`raft-peers-http`), used to forward mutating requests to the leader.
@@ -347,6 +350,7 @@ pub struct GroupSettings {
     pub node_id: u64,
     /// `raft-bind-address` (default 127.0.0.1:10101): raft RPC listener, separate from the API.
     pub bind: String,
+    /// `raft-arbitrators` (`id,...`, the same on all nodes) marks arbitrator voters.
     /// `raft-peers` (`id=host:port,...`, every voter, the same on all nodes) joined with
     /// `raft-peers-http` (`id=host:port,...`; default: the peer's raft host with this node's
     /// http-port). Empty: single-node group.
@@ -384,6 +388,10 @@ impl GroupSettings {
             "arbitrator" => NodeRole::Arbitrator,
             other => return Err(s.invalid("raft-role", format!("`{other}` is not manager or arbitrator"))),
         };
+        let mut arbitrators = Vec::new();
+        for id in s.str("raft-arbitrators")?.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            arbitrators.push(id.parse::<u64>().map_err(|_| s.invalid("raft-arbitrators", format!("`{id}` is not a node id")))?);
+        }
         let raft = parse_id_map(s, "raft-peers")?;
         let http = parse_id_map(s, "raft-peers-http")?;
         let mut peers = Vec::new();
@@ -395,10 +403,24 @@ impl GroupSettings {
                     format!("{host}:{http_port}")
                 }
             };
-            peers.push(Peer { id, raft_addr, http_addr });
+            let role = if arbitrators.contains(&id) || (id == node_id && role == NodeRole::Arbitrator) {
+                NodeRole::Arbitrator
+            } else {
+                NodeRole::Manager
+            };
+            peers.push(Peer { id, role, raft_addr, http_addr });
         }
         if !peers.is_empty() && !peers.iter().any(|p| p.id == node_id) {
             return Err(s.invalid("raft-peers", format!("this node's raft-node-id {node_id} is not listed")));
+        }
+        if let Some(id) = arbitrators.iter().find(|i| !peers.iter().any(|p| p.id == **i)) {
+            return Err(s.invalid("raft-arbitrators", format!("node {id} is not in raft-peers")));
+        }
+        if role == NodeRole::Manager && arbitrators.contains(&node_id) {
+            return Err(s.invalid("raft-role", "this node is listed in raft-arbitrators but its raft-role is manager"));
+        }
+        if !peers.is_empty() && peers.iter().all(|p| p.role == NodeRole::Arbitrator) {
+            return Err(s.invalid("raft-arbitrators", "the group needs at least one manager"));
         }
         if let Some((id, _)) = http.iter().find(|(i, _)| !peers.iter().any(|p| p.id == *i)) {
             return Err(s.invalid("raft-peers-http", format!("node {id} is not in raft-peers")));
@@ -996,6 +1018,12 @@ mod tests {
         assert_eq!(g.peers.len(), 3);
         assert_eq!(g.peers[1].http_addr, "127.0.0.1:12002");
         assert_eq!(g.peers[2].http_addr, "127.0.0.1:10001", "default: raft host with http-port");
+        assert_eq!(g.peers[1].role, NodeRole::Arbitrator, "this node's own role");
+        assert_eq!(g.peers[0].role, NodeRole::Manager);
+        let cfg = load(base, &[("raft-peers", "1=127.0.0.1:11001,2=127.0.0.1:11002,3=127.0.0.1:11003"), ("raft-arbitrators", "3")]).unwrap();
+        assert_eq!(cfg.server.group.peers[2].role, NodeRole::Arbitrator);
+        let err = load(base, &[("raft-peers", "1=127.0.0.1:11001"), ("raft-arbitrators", "1")]).unwrap_err();
+        assert!(err.to_string().contains("raft-"), "{err}");
         for (k, v) in [
             ("raft-peers", "1=127.0.0.1:11001,1=127.0.0.1:11002"),
             ("raft-peers", "x=127.0.0.1:1"),

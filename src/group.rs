@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct ManagerGroup {
     /// Other voters' HTTP API addresses and roles (for observations).
     peers_http: BTreeMap<u64, (String, NodeRole)>,
     http: reqwest::Client,
+    /// An arbitrator of the group did not answer this node's last check.
+    arbitrator_down: AtomicBool,
 }
 
 impl ManagerGroup {
@@ -62,10 +65,9 @@ impl ManagerGroup {
             "127.0.0.1:0".parse().context("loopback address")?
         } else {
             for p in &g.peers {
-                let role = if p.id == g.node_id { g.role } else { NodeRole::Manager };
-                peers.insert(p.id, NodeInfo { raft_addr: p.raft_addr.clone(), api_addr: p.http_addr.clone(), role: role.as_str().to_string() });
+                peers.insert(p.id, NodeInfo { raft_addr: p.raft_addr.clone(), api_addr: p.http_addr.clone(), role: p.role.as_str().to_string() });
                 if p.id != g.node_id {
-                    peers_http.insert(p.id, (p.http_addr.clone(), NodeRole::Manager));
+                    peers_http.insert(p.id, (p.http_addr.clone(), p.role));
                 }
             }
             g.bind.parse().with_context(|| format!("raft-bind-address {}", g.bind))?
@@ -82,7 +84,7 @@ impl ManagerGroup {
             .build()
             .context("building the observation client")?;
         tracing::info!(node = g.node_id, role = g.role.as_str(), voters = g.peers.len().max(1), "manager group started");
-        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http }))
+        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false) }))
     }
 
     pub fn node_id(&self) -> u64 {
@@ -214,6 +216,30 @@ impl ManagerGroup {
         let answered = answers.iter().flatten().count();
         let failed = answers.iter().flatten().filter(|f| **f).count();
         (answered, failed)
+    }
+
+    /// Checks that every arbitrator of the group answers its API (`isFailedArbitrator`).
+    pub async fn check_arbitrators(&self) {
+        let arbitrators: Vec<&String> = self.peers_http.values().filter(|(_, r)| *r == NodeRole::Arbitrator).map(|(a, _)| a).collect();
+        let mut down = false;
+        for addr in arbitrators {
+            let ok = self.http.get(format!("http://{addr}/api/status")).send().await.is_ok_and(|r| r.status().is_success());
+            if !ok {
+                down = true;
+            }
+        }
+        if self.arbitrator_down.swap(down, Ordering::Relaxed) != down {
+            if down {
+                tracing::warn!("an arbitrator of the manager group does not answer");
+            } else {
+                tracing::info!("every arbitrator of the manager group answers");
+            }
+        }
+    }
+
+    /// True when an arbitrator did not answer the last check.
+    pub fn arbitrator_down(&self) -> bool {
+        self.arbitrator_down.load(Ordering::Relaxed)
     }
 
     pub async fn shutdown(&self) {

@@ -48,7 +48,12 @@ impl NodeBackend {
     /// Active/standby and split-brain, from the manager group.
     fn group_status(&self) -> GroupStatus {
         let s = self.group.status();
-        GroupStatus { active: s.active, split_brain: s.lost_quorum, lost_majority: s.lost_quorum }
+        GroupStatus {
+            active: s.active,
+            split_brain: s.lost_quorum,
+            lost_majority: s.lost_quorum,
+            failed_arbitrator: self.group.arbitrator_down(),
+        }
     }
 
     fn working_dir(&self, cluster: &str) -> String {
@@ -424,6 +429,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let g = group.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                g.check_arbitrators().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
     if group.role() == NodeRole::Manager {
         for (name, rx) in receivers {
             let Some(shared) = backend.clusters.get(&name) else { continue };

@@ -233,6 +233,7 @@ pub fn api_users(st: &ClusterState) -> BTreeMap<String, ApiUserView> {
 #[derive(Debug, Clone, Copy)]
 pub struct GroupStatus {
     pub active: bool,
+    pub failed_arbitrator: bool,
     pub split_brain: bool,
     pub lost_majority: bool,
 }
@@ -253,7 +254,7 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) ->
         failover_last_time: st.failover_last_time,
         active_passive_status: if group.active { "A" } else { "S" }.to_string(),
         is_split_brain: group.split_brain,
-        is_failed_arbitrator: false,
+        is_failed_arbitrator: group.failed_arbitrator,
         is_lost_majority: group.lost_majority,
         is_down: all_down,
         is_cluster_down: all_down || st.master.is_none_or(|m| st.servers[m].state == ServerState::Failed),

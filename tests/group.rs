@@ -313,6 +313,13 @@ async fn chaos_two_managers_and_an_arbitrator() {
     assert!(ok, "the surviving manager did not become active with the arbitrator's vote: {}", lab.logs());
     let arb = lab.nodes.iter().find(|n| n.id == 3).unwrap();
     assert!(!arb.log_text().contains("executing"), "the arbitrator touched a database");
+    let g = lab.nodes.iter().find(|n| n.id == survivor).unwrap().group(&lab.token).await.unwrap();
+    assert!(
+        g["nodes"].as_array().unwrap().iter().any(|n| n["id"] == 3 && n["role"] == "arbitrator"),
+        "the group reports the arbitrator's role: {g}"
+    );
+    let c = lab.nodes.iter().find(|n| n.id == survivor).unwrap().get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap();
+    assert_eq!(c["isFailedArbitrator"], false);
     let old = lab.sb.addr(1);
     lab.sb.run(&["kill", "1"]);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -322,7 +329,15 @@ async fn chaos_two_managers_and_an_arbitrator() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(new.is_some(), "no failover with one manager and the arbitrator: {}", lab.logs());
-    report("manager-manager-arbitrator", &format!("killed leader manager {l}, then the master"), &format!("manager {survivor} led with the arbitrator's vote and failed over to {}", new.unwrap_or_default()));
+    // The arbitrator goes away: the manager says so.
+    lab.node(3).kill();
+    let ok = wait_until(Duration::from_secs(15), || async {
+        let n = lab.nodes.iter().find(|n| n.id == survivor).unwrap();
+        n.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.is_some_and(|c| c["isFailedArbitrator"] == true)
+    })
+    .await;
+    assert!(ok, "isFailedArbitrator not raised after the arbitrator died");
+    report("manager-manager-arbitrator", &format!("killed leader manager {l}, then the master, then the arbitrator"), &format!("manager {survivor} led with the arbitrator's vote, failed over to {}, then reported isFailedArbitrator", new.unwrap_or_default()));
     lab.finish();
 }
 

@@ -162,6 +162,8 @@ impl GroupLab {
         let raft_base = if raft_base < http_base + n && raft_base + n > http_base { free_ports(slot + 1300, n) } else { raft_base };
         let peers: Vec<String> = (0..n).map(|i| format!("{}=127.0.0.1:{}", i + 1, raft_base + i)).collect();
         let peers_http: Vec<String> = (0..n).map(|i| format!("{}=127.0.0.1:{}", i + 1, http_base + i)).collect();
+        let arbitrators: Vec<String> =
+            roles.iter().enumerate().filter(|(_, r)| **r == "arbitrator").map(|(i, _)| (i + 1).to_string()).collect();
         let mut nodes = Vec::new();
         for (i, role) in roles.iter().enumerate() {
             let id = i as u64 + 1;
@@ -178,6 +180,7 @@ impl GroupLab {
                 ("raft-bind-address", format!("127.0.0.1:{}", raft_base + i as u16)),
                 ("raft-peers", peers.join(",")),
                 ("raft-peers-http", peers_http.join(",")),
+                ("raft-arbitrators", arbitrators.join(",")),
             ];
             for (k, v) in extra.iter().filter(|(k, _)| k.starts_with("raft-")) {
                 defaults.push((k, v.to_string()));
