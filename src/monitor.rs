@@ -423,6 +423,8 @@ pub const AUTOMATIC: &str = "automatic: master failed";
 /// A request for the monitor task, answered on `reply`.
 pub struct ClusterCommand {
     pub action: Action,
+    /// Who asked (API user, and the node that forwarded the request), for the journal.
+    pub requester: String,
     pub reply: oneshot::Sender<ActionResult>,
 }
 
@@ -507,7 +509,7 @@ impl ClusterMonitor {
                 }
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => {
-                        let result = self.handle(cmd.action).await;
+                        let result = self.handle(cmd.action, &cmd.requester).await;
                         let _ = cmd.reply.send(result);
                     }
                     None => break,
@@ -557,8 +559,8 @@ impl ClusterMonitor {
         }
     }
 
-    async fn handle(&mut self, action: Action) -> ActionResult {
-        tracing::info!(cluster = %self.shared.read().config.name, ?action, "action requested");
+    async fn handle(&mut self, action: Action, requester: &str) -> ActionResult {
+        tracing::info!(cluster = %self.shared.read().config.name, ?action, requester, "action requested");
         let (term, node) = self.group.epoch();
         if !self.group.is_active() {
             return Err(ActionError::new(503, format!("node {node} is not the active leader (term {term}): action not run")));
@@ -566,11 +568,11 @@ impl ClusterMonitor {
         match action {
             Action::Failover => {
                 self.refresh().await;
-                self.executor().failover("API request").await
+                self.executor().failover(&format!("API failover by {requester}")).await
             }
             Action::Switchover { prefmaster } => {
                 self.refresh().await;
-                self.executor().switchover(prefmaster.as_deref()).await
+                self.executor().switchover(prefmaster.as_deref(), &format!("API switchover by {requester}")).await
             }
             Action::ResetFailoverControl => self.executor().reset_failover_control().await,
             Action::ToggleMaintenance { server } => self.executor().toggle_maintenance(&server).await,
@@ -880,9 +882,9 @@ impl ClusterMonitor {
 }
 
 /// Sends `action` to a cluster's monitor and waits for the outcome.
-pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action) -> ActionResult {
+pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> ActionResult {
     let (reply, rx) = oneshot::channel();
-    tx.send(ClusterCommand { action, reply })
+    tx.send(ClusterCommand { action, requester, reply })
         .await
         .map_err(|_| ActionError::new(503, "the cluster monitor is stopping"))?;
     rx.await.map_err(|_| ActionError::new(500, "the cluster monitor stopped before answering"))?

@@ -341,6 +341,7 @@ impl Backend for NodeBackend {
     fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
         let busy = self.busy.get(cluster).cloned();
+        let requester = replication_manager_api::router::current_requester();
         async move {
             let (Some(tx), Some(busy)) = (tx, busy) else { return Err(ActionError::new(500, "No Cluster")) };
             if busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -348,7 +349,7 @@ impl Backend for NodeBackend {
             }
             // Cleared however the request ends (even if the HTTP client goes away).
             let _clear = ClearOnDrop(busy);
-            monitor::request(&tx, action).await
+            monitor::request(&tx, action, requester).await
         }
     }
 }

@@ -248,7 +248,7 @@ impl FailoverExecutor<'_> {
         let before = self.snapshot();
         let old = before.master.map(|m| before.servers[m].addr.clone());
         let outcome = match name {
-            "switchover" => self.switchover(None).await,
+            "switchover" => self.switchover(None, "regression test").await,
             _ => self.failover("regression test").await,
         };
         let result = match (outcome, old) {

@@ -224,6 +224,7 @@ async fn switchover_under_load_keeps_one_writable_master() {
     let crashes = lab.crashes().await;
     assert_eq!(crashes.len(), 2);
     assert!(crashes.iter().all(|c| c["Switchover"] == true));
+    assert_eq!(crashes[0]["Details"]["trigger"], "API switchover by admin", "the journal names the requester");
     assert_eq!(lab.cluster().await["failoverCounter"], 0, "switchover does not count as failover");
 
     // A switchover to a server that is not a replica is refused with a reason, nothing changes.

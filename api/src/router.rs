@@ -27,6 +27,16 @@ pub struct ApiState<B> {
     pub forwarder: reqwest::Client,
 }
 
+tokio::task_local! {
+    /// Who asked for the mutating request being served (user, and the forwarding node).
+    static REQUESTER: String;
+}
+
+/// The requester of the mutating request this task serves ("unknown" outside one).
+pub fn current_requester() -> String {
+    REQUESTER.try_with(Clone::clone).unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// Header naming the node that ran a mutating request.
 pub const SERVED_BY: &str = "x-replication-manager-served-by";
 /// Header naming the node that forwarded a mutating request to the leader.
@@ -372,7 +382,16 @@ async fn require_token<B: Backend>(State(st): St<B>, mut req: Request, next: Nex
 async fn forward_to_leader<B: Backend>(State(st): St<B>, req: Request, next: Next) -> Response {
     let me = st.backend.node_id().to_string();
     let mut resp = match st.backend.leader_route() {
-        LeaderRoute::Local => next.run(req).await,
+        LeaderRoute::Local => {
+            let user = req.extensions().get::<TokenUser>().map(|u| u.0.clone()).unwrap_or_default();
+            let via = req
+                .headers()
+                .get(FORWARDED_BY)
+                .and_then(|v| v.to_str().ok())
+                .map(|n| format!(" via node {n}"))
+                .unwrap_or_default();
+            REQUESTER.scope(format!("{user}{via}"), next.run(req)).await
+        }
         LeaderRoute::Unknown => {
             return text(StatusCode::SERVICE_UNAVAILABLE, "No leader in the manager group: the request was not run; retry when a leader is elected");
         }

@@ -497,7 +497,7 @@ impl FailoverExecutor<'_> {
 
     /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
     /// old master its replica. Any failure before the promotion is undone.
-    pub async fn switchover(&self, prefmaster: Option<&str>) -> Result<String, ActionError> {
+    pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> Result<String, ActionError> {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let m = match st.master {
@@ -550,11 +550,11 @@ impl FailoverExecutor<'_> {
             domain,
             unix_timestamp: now_unix(),
             switchover: true,
-            trigger: "API switchover".to_string(),
+            trigger: trigger.to_string(),
             semi_sync_cluster: old_snap.semi_sync_master_enabled,
             ..Default::default()
         };
-        let mut journal = self.new_journal("switchover", "API switchover", &old.addr, &cand.addr, record.clone());
+        let mut journal = self.new_journal("switchover", trigger, &old.addr, &cand.addr, record.clone());
         self.journal(&journal).await?;
 
         // 1. Fence the old master: no new write is accepted from here on.
