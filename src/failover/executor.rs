@@ -197,7 +197,8 @@ impl FailoverExecutor<'_> {
             let excess = st.journal.len().saturating_sub(JOURNAL_KEPT);
             st.journal.drain(..excess);
         }
-        let step = format!("{}:{}", entry.op_id, entry.status);
+        // Unique per write: a resumed step must not be taken for a duplicate of the first try.
+        let step = format!("{}:{}:{:08x}", entry.op_id, entry.status, rand::random::<u32>());
         self.replicate(&step).await
     }
 
