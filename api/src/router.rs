@@ -711,30 +711,6 @@ async fn maintenance<B: Backend>(State(st): St<B>, Path((c, server)): Path<(Stri
     action_answer(st.backend.run_action(&c, Action::ToggleMaintenance { server }).await)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits() {
-        assert_eq!(parse_limit(None), Ok(1000));
-        assert_eq!(parse_limit(Some("limit=5")), Ok(5));
-        assert_eq!(parse_limit(Some("x=1&limit=10000")), Ok(10000));
-        assert!(parse_limit(Some("limit=0")).is_err());
-        assert!(parse_limit(Some("limit=abc")).is_err());
-        assert!(parse_limit(Some("limit=10001")).is_err());
-    }
-
-    #[test]
-    fn prefmaster_from_query_or_form() {
-        assert_eq!(prefmaster(Some("prefmaster=127.0.0.1%3A3311"), b""), Some("127.0.0.1:3311".to_string()));
-        assert_eq!(prefmaster(None, b"a=1&prefmaster=db2:3306"), Some("db2:3306".to_string()));
-        assert_eq!(prefmaster(Some("x=1"), b""), None);
-        assert_eq!(prefmaster(Some("prefmaster="), b""), None);
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
-}
 
 /// Largest `limit` accepted by server-info routes.
 pub const MAX_LIMIT: usize = 10_000;
@@ -809,4 +785,29 @@ async fn reseed<B: Backend>(State(st): St<B>, Path((c, server, method)): Path<(S
 
 async fn no_proxy() -> Response {
     text(StatusCode::NOT_IMPLEMENTED, "No proxy is managed by this manager: traffic cannot be switched")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None), Ok(1000));
+        assert_eq!(parse_limit(Some("limit=5")), Ok(5));
+        assert_eq!(parse_limit(Some("x=1&limit=10000")), Ok(10000));
+        assert!(parse_limit(Some("limit=0")).is_err());
+        assert!(parse_limit(Some("limit=abc")).is_err());
+        assert!(parse_limit(Some("limit=10001")).is_err());
+    }
+
+    #[test]
+    fn prefmaster_from_query_or_form() {
+        assert_eq!(prefmaster(Some("prefmaster=127.0.0.1%3A3311"), b""), Some("127.0.0.1:3311".to_string()));
+        assert_eq!(prefmaster(None, b"a=1&prefmaster=db2:3306"), Some("db2:3306".to_string()));
+        assert_eq!(prefmaster(Some("x=1"), b""), None);
+        assert_eq!(prefmaster(Some("prefmaster="), b""), None);
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 }
