@@ -265,14 +265,13 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
                         ));
                     }
                 }
-                if !is_replica(i) && matches!(o.probe, Ok(s) if !s.read_only && !o.maintenance) {
-                    if matches!(obs[m].probe, Ok(ms) if !ms.read_only) || !master_reachable {
-                        problems.push(Problem::new(
-                            "ERR00063",
-                            format!("Two writable masters: {maddr} and {} (split brain risk)", o.addr),
-                            Some(o.addr),
-                        ));
-                    }
+                let writable_other = !is_replica(i) && matches!(o.probe, Ok(s) if !s.read_only && !o.maintenance);
+                if writable_other && (matches!(obs[m].probe, Ok(ms) if !ms.read_only) || !master_reachable) {
+                    problems.push(Problem::new(
+                        "ERR00063",
+                        format!("Two writable masters: {maddr} and {} (split brain risk)", o.addr),
+                        Some(o.addr),
+                    ));
                 }
             }
             match states[m] {
@@ -298,7 +297,7 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
                 }
                 _ => {}
             }
-            if n > 1 && !sources.iter().any(|s| *s == Some(Some(m))) && kind == "master-slave" {
+            if n > 1 && !sources.contains(&Some(Some(m))) && kind == "master-slave" {
                 problems.push(Problem::new("ERR00010", format!("No replica replicates from master {maddr}"), Some(maddr)));
             }
         }

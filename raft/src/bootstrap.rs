@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn decisions() {
         let p = peers(&[1, 2, 3]);
-        let cases: Vec<(NodeId, Vec<(NodeId, Option<GroupInfo>)>, Decision)> = vec![
+        type Case = (NodeId, Vec<(NodeId, Option<GroupInfo>)>, Decision);
+        let cases: Vec<Case> = vec![
             // Fresh group: the lowest id initializes, the others wait for it.
             (1, vec![(2, info(2, false, None)), (3, info(3, false, None))], Decision::Initialize),
             (2, vec![(1, info(1, false, None)), (3, info(3, false, None))], Decision::FreshGroupForming),
