@@ -983,7 +983,8 @@ pub(crate) mod test_sandbox {
         pub fn start(count: u16) -> TestSandbox {
             let slot = SLOT.fetch_add(1, Ordering::SeqCst);
             let pid = std::process::id();
-            let base_port = free_ports(41_000 + ((pid % 300) * 20 + slot * 5) as u16 % 6_000, count);
+            // Below the ephemeral range (32768+) and below the integration tests' (20000+).
+            let base_port = free_ports(12_000 + ((pid % 300) * 20 + slot * 5) as u16 % 6_000, count);
             let sb = TestSandbox {
                 dir: PathBuf::from(format!("/tmp/rmut-{pid}-{slot}")),
                 base_port,
@@ -1047,7 +1048,7 @@ pub(crate) mod test_sandbox {
             if (0..count).all(|i| free(base + i)) {
                 return base;
             }
-            base = 41_000 + (base - 41_000 + 7) % 6_000;
+            base = 12_000 + (base - 12_000 + 7) % 6_000;
         }
         panic!("no {count} consecutive free ports");
     }

@@ -30,16 +30,21 @@ fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// First port tests use; the range stays below the kernel's ephemeral ports (32768+), which
+/// outgoing connections take at any time.
+const PORT_LOW: u32 = 20_000;
+const PORT_HIGH: u32 = 32_000;
+
 /// `count` consecutive free ports on 127.0.0.1, searched from a per-slot start.
 pub fn free_ports(slot: u32, count: u16) -> u16 {
-    let span = 40_000u32 - 21_000;
-    let mut base = 21_000 + (slot * 16) % span;
+    let span = PORT_HIGH - PORT_LOW;
+    let mut base = PORT_LOW + (slot * 16) % span;
     for _ in 0..2000 {
         let b = base as u16;
         if (0..count).all(|i| port_free(b + i)) {
             return b;
         }
-        base = 21_000 + (base + 16 - 21_000) % span;
+        base = PORT_LOW + (base + 16 - PORT_LOW) % span;
     }
     panic!("no {count} consecutive free ports found");
 }
