@@ -131,6 +131,32 @@ pub struct ClusterState {
     pub extra_hosts: Vec<HostPort>,
     /// Bumped whenever `config` changes (the monitor then rebuilds its probes).
     pub config_generation: u64,
+    /// Availability counters since the start: ticks, ticks with a healthy writable master,
+    /// with also a healthy replica (failable), with semi-sync on at the master.
+    pub sla: Sla,
+    /// The master's `Queries` counter at the previous tick, and when (for queries per second).
+    pub last_queries: Option<(u64, Instant)>,
+    pub qps: f64,
+}
+
+/// Availability counters (the Go project's uptime, uptimeFailable, uptimeSemisync).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sla {
+    pub ticks: u64,
+    pub up: u64,
+    pub failable: u64,
+    pub semisync: u64,
+}
+
+impl Sla {
+    /// Percentages: (uptime, failable, semi-sync); 0 before the first tick.
+    pub fn percents(&self) -> (f64, f64, f64) {
+        if self.ticks == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let p = |n: u64| 100.0 * n as f64 / self.ticks as f64;
+        (p(self.up), p(self.failable), p(self.semisync))
+    }
 }
 
 impl ClusterState {
@@ -142,6 +168,9 @@ impl ClusterState {
             settings: BTreeMap::new(),
             extra_hosts: Vec::new(),
             config_generation: 0,
+            sla: Sla::default(),
+            last_queries: None,
+            qps: 0.0,
             config,
             servers,
             master: None,
@@ -327,6 +356,35 @@ impl ClusterState {
 
         self.topo_problems = topo.problems;
         self.publish_problems();
+        self.account();
+    }
+
+    /// Updates the availability counters and the master's queries per second.
+    fn account(&mut self) {
+        self.sla.ticks += 1;
+        let Some(m) = self.master else { return };
+        let master = &self.servers[m];
+        let Some(snap) = master.snapshot.as_ref().filter(|_| master.is_up() && master.state == ServerState::Master) else {
+            return;
+        };
+        if snap.read_only {
+            return;
+        }
+        self.sla.up += 1;
+        if self.servers.iter().any(|s| s.state == ServerState::Slave) {
+            self.sla.failable += 1;
+        }
+        if snap.semi_sync_master_status {
+            self.sla.semisync += 1;
+        }
+        let now = Instant::now();
+        if let Some((prev, at)) = self.last_queries {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 && snap.queries >= prev {
+                self.qps = (snap.queries - prev) as f64 / secs;
+            }
+        }
+        self.last_queries = Some((snap.queries, now));
     }
 
     /// Merges topology problems, failover blockers and quarantines into `problems`, logging

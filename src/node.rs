@@ -190,7 +190,7 @@ impl Backend for NodeBackend {
             status: if group.active { "A" } else { "S" }.to_string(),
             spit_brain: group.split_brain,
             clusters: self.cluster_names(),
-            tests: Vec::new(),
+            tests: crate::operations::TESTS.iter().map(|t| t.to_string()).collect(),
             config: json!({
                 "httpBindAddress": self.config.server.http_bind_address,
                 "httpPort": self.config.server.http_port,

@@ -276,14 +276,14 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) ->
         config: st.config.masked_json(),
         clean_replication: st.problems.is_empty(),
         topology: st.topology_kind.to_string(),
-        uptime: 0.0,
-        uptime_failable: 0.0,
-        uptime_semisync: 0.0,
+        uptime: st.sla.percents().0,
+        uptime_failable: st.sla.percents().1,
+        uptime_semisync: st.sla.percents().2,
         monitor_spin: st.tick,
         work_load: json!({
             "dbTableSize": 0, "dbIndexSize": 0,
             "connections": st.servers.iter().filter_map(|s| s.snapshot.as_ref()).map(|s| s.threads_connected).sum::<u64>(),
-            "qps": 0, "cpuThreadPool": 0, "cpuUserStats": 0, "BusyTime": ""
+            "qps": st.qps.round() as u64, "cpuThreadPool": 0, "cpuUserStats": 0, "BusyTime": ""
         }),
         log: http_log(&st.log),
         job_results: json!({}),

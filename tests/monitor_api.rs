@@ -84,6 +84,8 @@ async fn discovers_topology_and_answers_health_routes() {
     assert_eq!(c["isSplitBrain"], false);
     assert_eq!(c["failoverCounter"], 0);
     assert_eq!(c["topology"], "master-slave");
+    assert!(c["uptime"].as_f64().unwrap() > 50.0, "master up most ticks: {}", c["uptime"]);
+    assert!(c["uptimeSemisync"].as_f64().unwrap() > 0.0, "semi-sync seen on: {}", c["uptimeSemisync"]);
     assert_eq!(c["config"]["dbServersCredential"], "*:*");
     assert_eq!(c["config"]["replicationCredential"], "*:*");
     assert_eq!(c["config"]["apiCredentials"], "*:*");
