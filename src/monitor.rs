@@ -497,6 +497,8 @@ pub struct ClusterMonitor {
     commands: mpsc::Receiver<ClusterCommand>,
     group: Arc<ManagerGroup>,
     env: Arc<MonitorEnv>,
+    /// Servers whose rejoin task runs now.
+    rejoining: Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
 }
 
 /// What every cluster monitor shares: where the configuration came from (for reloads) and
@@ -525,6 +527,7 @@ impl ClusterMonitor {
             commands,
             group,
             env,
+            rejoining: Arc::default(),
         };
         m.rebuild_probes();
         m
@@ -905,22 +908,34 @@ impl ClusterMonitor {
                 .collect()
         };
         for (i, record) in todo {
-            let result = self.executor().rejoin(i, &record).await;
-            let mut st = self.shared.write();
-            match result {
-                Ok(_) => {
-                    st.quarantined.remove(&i);
-                }
-                Err(e) if e.status == 409 => {
-                    let addr = st.servers[i].addr.clone();
-                    st.quarantined.insert(i, Problem { code: "ERR00070", desc: e.message.clone(), server: Some(addr.to_string()) });
-                }
-                Err(e) => {
-                    let msg = format!("Rejoin of {} failed: {}", st.servers[i].addr, e.message);
-                    st.log(Level::Error, "rejoin", &msg);
-                }
+            // A rejoin may reload a server (flashback, dump): it runs beside the monitor, so
+            // detection goes on meanwhile; one rejoin per server at a time.
+            if !self.rejoining.lock().unwrap_or_else(|e| e.into_inner()).insert(i) {
+                continue;
             }
-            st.publish_problems();
+            let (shared, group, rejoining) = (self.shared.clone(), self.group.clone(), self.rejoining.clone());
+            tokio::spawn(async move {
+                let ex = FailoverExecutor { shared: &shared, coord: group.as_ref() };
+                let result = ex.rejoin(i, &record).await;
+                {
+                    let mut st = shared.write();
+                    match result {
+                        Ok(_) => {
+                            st.quarantined.remove(&i);
+                        }
+                        Err(e) if e.status == 409 => {
+                            let addr = st.servers[i].addr.clone();
+                            st.quarantined.insert(i, Problem { code: "ERR00070", desc: e.message.clone(), server: Some(addr.to_string()) });
+                        }
+                        Err(e) => {
+                            let msg = format!("Rejoin of {} failed: {}", st.servers[i].addr, e.message);
+                            st.log(Level::Error, "rejoin", &msg);
+                        }
+                    }
+                    st.publish_problems();
+                }
+                rejoining.lock().unwrap_or_else(|e| e.into_inner()).remove(&i);
+            });
         }
     }
 

@@ -771,6 +771,14 @@ impl FailoverExecutor<'_> {
         }
         c.close().await;
         {
+            // Runs beside the monitor: if a failover changed the master meanwhile, stop here and
+            // let the next tick decide again.
+            let now = self.shared.read();
+            if now.in_failover || now.master != Some(m) {
+                return Err(ActionError::new(503, format!("master changed while rejoining {}: retried next tick", srv.addr)));
+            }
+        }
+        {
             let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
             self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
             c.close().await;
