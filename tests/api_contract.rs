@@ -33,13 +33,7 @@ async fn lab() -> (Sandbox, Manager, String, String, std::path::PathBuf) {
     write_config(&dir, &defaults, CLUSTER, &keys);
     let m = Manager::start(&dir, port, &[]).await;
     let admin = m.token().await;
-    let r = http()
-        .post(m.url("/api/login"))
-        .json(&serde_json::json!({"username": "viewer", "password": "view"}))
-        .send()
-        .await
-        .unwrap();
-    let viewer = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let viewer = m.token_for("viewer", "view").await;
     let first = sb.addr(1);
     let ok = wait_until(Duration::from_secs(15), || async {
         let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await;

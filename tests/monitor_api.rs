@@ -252,13 +252,7 @@ async fn login_tokens_and_tls() {
     assert_eq!(st, 200);
 
     // A user without grants reads the topology but is refused actions and server reads.
-    let r = client
-        .post(m.url("/api/login"))
-        .json(&serde_json::json!({"username": "viewer", "password": "view"}))
-        .send()
-        .await
-        .unwrap();
-    let viewer = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let viewer = m.token_for("viewer", "view").await;
     let (st, _) = m.get(&format!("/api/clusters/{CLUSTER}/topology/servers"), Some(&viewer)).await;
     assert_eq!(st, 200);
     for path in [

@@ -213,13 +213,18 @@ impl Manager {
 
     /// Logs in as admin and returns a token.
     pub async fn token(&self) -> String {
+        self.token_for("admin", "repman").await
+    }
+
+    /// Logs in as `user` and returns a token.
+    pub async fn token_for(&self, user: &str, password: &str) -> String {
         let r = http()
             .post(self.url("/api/login"))
-            .json(&serde_json::json!({"username": "admin", "password": "repman"}))
+            .json(&serde_json::json!({"username": user, "password": password}))
             .send()
             .await
             .expect("login request");
-        assert_eq!(r.status(), 200);
+        assert_eq!(r.status(), 200, "login as {user}");
         let v: Value = r.json().await.expect("login json");
         v["token"].as_str().expect("token").to_string()
     }
