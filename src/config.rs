@@ -115,6 +115,7 @@ const KEYS: &[KeySpec] = &[
     key("raft-peers-http", Kind::Str, ""),
     key("raft-role", Kind::Str, "manager"),
     key("raft-arbitrators", Kind::Str, ""),
+    secret("raft-secret", ""),
     key("raft-heartbeat-ms", Kind::Int, "250"),
     key("raft-election-min-ms", Kind::Int, "1500"),
     key("raft-election-max-ms", Kind::Int, "3000"),
@@ -361,6 +362,9 @@ pub struct GroupSettings {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// `raft-secret`: shared secret every raft RPC must carry (the same on all nodes; empty:
+    /// no check, keep the raft port on a trusted network).
+    pub secret: Option<String>,
 }
 
 fn parse_id_map(s: &Section<'_>, key: &str) -> Result<Vec<(u64, String)>, ConfigError> {
@@ -438,7 +442,8 @@ impl GroupSettings {
                 "need 0 < raft-heartbeat-ms < raft-election-min-ms < raft-election-max-ms",
             ));
         }
-        Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms })
+        let secret = Some(s.str("raft-secret")?).filter(|v| !v.is_empty());
+        Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms, secret })
     }
 }
 

@@ -76,6 +76,10 @@ impl ManagerGroup {
         cfg.heartbeat_ms = g.heartbeat_ms;
         cfg.election_min_ms = g.election_min_ms;
         cfg.election_max_ms = g.election_max_ms;
+        cfg.secret = g.secret.clone();
+        if cfg.secret.is_none() && !g.peers.is_empty() {
+            tracing::warn!("raft-secret is not set: anyone who reaches the raft port can take part in the group");
+        }
         let raft = RaftGroup::start(cfg).await.context("starting the manager group")?;
         let http = reqwest::Client::builder()
             .no_proxy()

@@ -96,6 +96,9 @@ async fn new_master_everywhere(lab: &GroupLab, old: &str, limit: Duration) -> St
 async fn chaos_kill_leader_manager() {
     let mut lab = GroupLab::start(3, MANAGERS, None, &[]).await;
     let sampler = ActiveSampler::start(ports(&lab), lab.token.clone());
+    // The raft port refuses callers without the group secret.
+    let r = common::http().get(format!("http://127.0.0.1:{}/raft/group-info", lab.nodes[0].raft_port)).send().await.unwrap();
+    assert_eq!(r.status(), 401, "raft RPC without the secret");
     let old = leader(&lab).await;
     let t0 = Instant::now();
     lab.node(old).kill();

@@ -34,6 +34,9 @@ pub struct GroupConfig {
     pub election_min_ms: u64,
     /// Maximum election timeout in milliseconds. Default 3000. Also openraft's own leader lease.
     pub election_max_ms: u64,
+    /// Shared secret of the group: sent with every raft RPC and required from every caller
+    /// (401 otherwise). `None`: no check (keep the raft port on a trusted network).
+    pub secret: Option<String>,
 }
 
 impl GroupConfig {
@@ -52,6 +55,7 @@ impl GroupConfig {
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             election_min_ms: DEFAULT_ELECTION_MIN_MS,
             election_max_ms: DEFAULT_ELECTION_MAX_MS,
+            secret: None,
         }
     }
 

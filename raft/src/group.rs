@@ -97,7 +97,7 @@ impl RaftGroup {
             .map_err(|source| GroupError::Bind { addr: cfg.raft_bind, source })?;
 
         let node = Arc::new(NodeShared::new(if empty { VoteGate::Closed } else { VoteGate::Open }));
-        let client = http_client().map_err(|e| raft_err(node_id, "building the raft HTTP client", e))?;
+        let client = http_client(cfg.secret.as_deref()).map_err(|e| raft_err(node_id, "building the raft HTTP client", e))?;
         let network = HttpNetworkFactory::new(client.clone(), node.clone());
         let raft = openraft::Raft::new(node_id, raft_config, network, log, sm)
             .await
@@ -105,7 +105,13 @@ impl RaftGroup {
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let voters = cfg.peers.keys().copied().collect();
-        let app = router(RpcState { node_id, voters, raft: raft.clone(), node: node.clone() });
+        let app = router(RpcState {
+            node_id,
+            voters,
+            raft: raft.clone(),
+            node: node.clone(),
+            secret: cfg.secret.as_deref().map(Arc::from),
+        });
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop_rx.await;

@@ -181,6 +181,7 @@ impl GroupLab {
                 ("raft-peers", peers.join(",")),
                 ("raft-peers-http", peers_http.join(",")),
                 ("raft-arbitrators", arbitrators.join(",")),
+                ("raft-secret", format!("lab-secret-{slot}")),
             ];
             for (k, v) in extra.iter().filter(|(k, _)| k.starts_with("raft-")) {
                 defaults.push((k, v.to_string()));

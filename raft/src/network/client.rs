@@ -27,9 +27,21 @@ use crate::types::{NodeId, NodeInfo};
 /// Connect timeout of the raft HTTP client; a peer on loopback or a LAN answers far sooner.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Builds the HTTP client used for raft traffic only (pitfall 9: separate from API forwarding).
-pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Header carrying the group's shared secret on every raft RPC.
+pub(crate) const SECRET_HEADER: &str = "x-raft-secret";
+
+/// Builds the HTTP client used for raft traffic only (pitfall 9: separate from API forwarding);
+/// with a group secret, every request carries it.
+pub(crate) fn http_client(secret: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(s) = secret {
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(s) {
+            v.set_sensitive(true);
+            headers.insert(SECRET_HEADER, v);
+        }
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(30))

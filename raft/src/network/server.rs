@@ -42,6 +42,33 @@ pub(crate) struct RpcState {
     pub(crate) voters: Vec<NodeId>,
     pub(crate) raft: Raft,
     pub(crate) node: Arc<NodeShared>,
+    /// The group's shared secret: RPCs without it are refused (401).
+    pub(crate) secret: Option<Arc<str>>,
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+async fn require_secret(
+    State(state): State<RpcState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(secret) = &state.secret {
+        let given = req.headers().get(super::client::SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
+        if !same_secret(given, secret.as_bytes()) {
+            tracing::warn!(node_id = state.node_id, "raft RPC refused: missing or wrong group secret");
+            return (StatusCode::UNAUTHORIZED, "raft RPC refused: missing or wrong group secret").into_response();
+        }
+    }
+    next.run(req).await
 }
 
 type Refusal = (StatusCode, String);
@@ -55,6 +82,7 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/transfer-leader", post(transfer_leader))
         .route("/raft/group-info", get(group_info))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_secret))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
