@@ -1072,6 +1072,21 @@ mod sandbox_tests {
     }
 
     /// Every kind against a real server with a table and a few rows.
+    /// Runs a query tagged with `marker` as the manager account, then returns the slow-log
+    /// entry that holds it (every query is slow with long_query_time 0).
+    async fn slow_entry(addr: &HostPort, cred: &Credential, cache: &StatusCache, marker: &str) -> serde_json::Value {
+        let mut c = AdminConn::connect(addr, cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(5)).await.unwrap();
+        c.exec(&format!("SELECT COUNT(*) FROM app.t WHERE v <> '{marker}'")).await.unwrap();
+        c.close().await;
+        let sl = info(InfoKind::SlowLog, addr, cred, 50, cache).await.unwrap();
+        sl.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["query"].as_str().unwrap().contains(marker))
+            .cloned()
+            .unwrap_or_else(|| panic!("{sl}"))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_kind_has_its_shape() {
         let sb = TestSandbox::start(1);
@@ -1143,21 +1158,7 @@ mod sandbox_tests {
         assert!(first["timestamp"].as_str().unwrap().starts_with("20"), "{first}");
 
         // Slow log written to the file (log_output = FILE).
-        {
-            let mut c =
-                AdminConn::connect(&addr, &cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(5))
-                    .await
-                    .unwrap();
-            c.exec("SELECT COUNT(*) FROM app.t WHERE v <> 'slow-file-marker'").await.unwrap();
-            c.close().await;
-        }
-        let sl = info(InfoKind::SlowLog, &addr, &cred, 50, &cache).await.unwrap();
-        let e = sl
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["query"].as_str().unwrap().contains("slow-file-marker"))
-            .unwrap_or_else(|| panic!("{sl}"));
+        let e = slow_entry(&addr, &cred, &cache, "slow-file-marker").await;
         assert!(e["userHost"].as_str().unwrap().contains("repman"));
         assert!(e["queryTime"].as_f64().unwrap() >= 0.0);
         assert_eq!(e["rowsSent"], 1);
@@ -1165,21 +1166,7 @@ mod sandbox_tests {
 
         // Slow log written to mysql.slow_log (log_output = TABLE).
         sb.sql(1, "SET GLOBAL log_output = 'TABLE'");
-        {
-            let mut c =
-                AdminConn::connect(&addr, &cred, Flavor::MariaDB, Duration::from_secs(5), Duration::from_secs(5))
-                    .await
-                    .unwrap();
-            c.exec("SELECT COUNT(*) FROM app.t WHERE v <> 'slow-table-marker'").await.unwrap();
-            c.close().await;
-        }
-        let sl = info(InfoKind::SlowLog, &addr, &cred, 50, &cache).await.unwrap();
-        let e = sl
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["query"].as_str().unwrap().contains("slow-table-marker"))
-            .unwrap_or_else(|| panic!("{sl}"));
+        let e = slow_entry(&addr, &cred, &cache, "slow-table-marker").await;
         assert_eq!(e["db"], "");
         assert_eq!(e["rowsExamined"], 3);
         for k in ["startTime", "userHost", "queryTime", "lockTime", "rowsSent"] {

@@ -21,11 +21,7 @@ fn state_of(servers: &Value, addr: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_topology_and_answers_health_routes() {
     let sb = Sandbox::start(3, true);
-    let slot = slot();
-    let dir = temp_dir("topo", slot);
-    let port = free_ports(slot + 500, 1);
-    write_config(&dir, &default_keys(&dir, port), CLUSTER, &cluster_keys(&sb));
-    let m = Manager::start(&dir, port, &[]).await;
+    let (m, dir) = sandbox_manager(&sb, "topo", CLUSTER, 1, &[], &[]).await;
     let token = m.token().await;
 
     let (m1, r2, r3) = (sb.addr(1), sb.addr(2), sb.addr(3));
@@ -143,13 +139,8 @@ async fn discovers_topology_and_answers_health_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_goes_suspect_then_failed_and_comes_back() {
     let sb = Sandbox::start(3, true);
-    let slot = slot();
-    let dir = temp_dir("kill", slot);
-    let port = free_ports(slot + 500, 1);
-    let mut keys = cluster_keys(&sb);
-    keys.push(("failover-falsepositive-ping-counter", "4".to_string()));
-    write_config(&dir, &default_keys(&dir, port), CLUSTER, &keys);
-    let m = Manager::start(&dir, port, &[]).await;
+    let (m, dir) =
+        sandbox_manager(&sb, "kill", CLUSTER, 1, &[], &[("failover-falsepositive-ping-counter", "4".to_string())]).await;
     let token = m.token().await;
     let r3 = sb.addr(3);
     assert!(

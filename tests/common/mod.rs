@@ -323,6 +323,33 @@ pub fn default_keys(dir: &Path, http_port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Starts a manager on the sandbox's cluster `cluster` with its own temp dir and `ports`
+/// consecutive ports (the first is http-port); `defaults` and `keys` are added to / override
+/// the standard `[Default]` and cluster keys. Returns the manager and its directory.
+pub async fn sandbox_manager(
+    sb: &Sandbox,
+    tag: &str,
+    cluster: &str,
+    ports: u16,
+    defaults: &[(&'static str, String)],
+    keys: &[(&'static str, String)],
+) -> (Manager, PathBuf) {
+    let slot = slot();
+    let dir = temp_dir(tag, slot);
+    let port = free_ports(slot + 500, ports);
+    let mut d = default_keys(&dir, port);
+    let mut k = cluster_keys(sb);
+    for (list, extra) in [(&mut d, defaults), (&mut k, keys)] {
+        for (key, v) in extra {
+            list.retain(|(kk, _)| kk != key);
+            list.push((key, v.clone()));
+        }
+    }
+    write_config(&dir, &d, cluster, &k);
+    let m = Manager::start(&dir, port, &[]).await;
+    (m, dir)
+}
+
 /// A fresh slot for a manager-only test (temp dir and ports).
 pub fn slot() -> u32 {
     next_slot()
