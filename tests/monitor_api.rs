@@ -219,22 +219,13 @@ async fn login_tokens_and_tls() {
     let r = client.post(m.url("/api/login")).body("{not json").send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.text().await.unwrap(), "Error in request");
+    let bad_login = || client.post(m.url("/api/login")).json(&serde_json::json!({"username": "dba", "password": "wrong"})).send();
     for _ in 0..3 {
-        let r = client
-            .post(m.url("/api/login"))
-            .json(&serde_json::json!({"username": "dba", "password": "wrong"}))
-            .send()
-            .await
-            .unwrap();
+        let r = bad_login().await.unwrap();
         assert_eq!(r.status(), 403);
         assert_eq!(r.text().await.unwrap(), "Invalid credentials");
     }
-    let r = client
-        .post(m.url("/api/login"))
-        .json(&serde_json::json!({"username": "dba", "password": "wrong"}))
-        .send()
-        .await
-        .unwrap();
+    let r = bad_login().await.unwrap();
     assert_eq!(r.status(), 429, "fourth failure within 3 minutes is rate limited");
 
     // A good login; the token works, also after a manager restart (persisted key).
