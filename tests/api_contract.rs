@@ -23,11 +23,7 @@ async fn lab() -> (Sandbox, Manager, String, String, std::path::PathBuf) {
     defaults.push(("api-credentials-acl-allow", "admin:global cluster proxy db prov,viewer:".to_string()));
     let mut keys = cluster_keys(&sb);
     let sandbox = repo_root().join("scripts/sandbox");
-    let env = format!(
-        "SANDBOX_DIR={} SANDBOX_BASE_PORT={} SANDBOX_QUIET=1",
-        sb.dir.display(),
-        sb.base_port
-    );
+    let env = sb.env_assignments();
     keys.push(("prov-db-stop-command", format!("env {env} {} stop $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)));
     keys.push(("prov-db-start-command", format!("env {env} {} start-one $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)));
     write_config(&dir, &defaults, CLUSTER, &keys);

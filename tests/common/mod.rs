@@ -97,6 +97,17 @@ impl Sandbox {
         c
     }
 
+    /// `VAR=value ...` naming this sandbox, for shell commands that call scripts/sandbox.
+    pub fn env_assignments(&self) -> String {
+        format!(
+            "SANDBOX_DIR={} SANDBOX_BASE_PORT={} SANDBOX_UID_BASE={} SANDBOX_NFT_TABLE={} SANDBOX_QUIET=1",
+            self.dir.display(),
+            self.base_port,
+            self.uid_base,
+            self.table
+        )
+    }
+
     /// Runs a sandbox command, panicking with its output on failure.
     pub fn run(&self, args: &[&str]) -> String {
         let out = self.command(args).output().expect("run scripts/sandbox");
