@@ -121,6 +121,18 @@ const KEYS: &[KeySpec] = &[
     key("raft-election-max-ms", Kind::Int, "3000"),
 ];
 
+/// Known keys that have no effect in this manager, with the reason reported at start.
+pub const ACCEPTED_BUT_IGNORED: &[(&str, &str)] = &[
+    (
+        "db-servers-ignored-readonly",
+        "the manager always keeps every server but the master read-only (a server is never left writable beside the master)",
+    ),
+    (
+        "failover-restart-unsafe",
+        "a master that restarts is reopened or failed over by the normal rules; no unsafe restart mode is offered",
+    ),
+];
+
 fn spec(name: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|k| k.name == name)
 }
@@ -253,6 +265,9 @@ pub struct ClusterConfig {
     /// `switchover-wait-catch` (seconds, default 30): how long the candidate and the replicas
     /// may take to reach the locked master's position; past it the switchover is undone.
     pub switchover_wait_catch: Duration,
+    /// `switchover-slave-wait-catch` (default true): the other replicas wait (bounded by
+    /// `switchover-wait-catch`) for the old master's final position before they are repointed.
+    pub switchover_slave_wait_catch: bool,
     /// `autorejoin` (default true): rejoin a returning old master as a replica.
     pub autorejoin: bool,
     /// `autorejoin-flashback` (default false).
@@ -517,6 +532,16 @@ impl Config {
             for key in map.keys() {
                 if spec(key).is_none() && seen_unknown.insert(key.clone()) {
                     warnings.push(format!("unknown config key `{key}` in [{section}]: kept and ignored"));
+                }
+            }
+        }
+        // Keys of the Go project this manager accepts but does not act on: said once, so an
+        // operator never believes a setting works when it does not.
+        let mut seen_ignored = std::collections::BTreeSet::new();
+        for map in std::iter::once(&default_section).chain(std::iter::once(&flag_map)).chain(cluster_sections.iter().map(|(_, m)| m)) {
+            for (key, why) in ACCEPTED_BUT_IGNORED {
+                if map.contains_key(*key) && seen_ignored.insert(*key) {
+                    warnings.push(format!("config key `{key}` is accepted but ignored: {why}"));
                 }
             }
         }
@@ -814,6 +839,7 @@ impl ClusterConfig {
             switchover_wait_write_query: s.uint("switchover-wait-write-query")?,
             switchover_at_sync: s.bool("switchover-at-sync")?,
             switchover_wait_catch: Duration::from_secs(s.uint("switchover-wait-catch")?.max(1)),
+            switchover_slave_wait_catch: s.bool("switchover-slave-wait-catch")?,
             autorejoin: s.bool("autorejoin")?,
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,
@@ -970,6 +996,9 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
         assert_eq!(cfg.cluster("c1").unwrap().raw["some-future-key"], Value::from(2));
+        let cfg = load("[c1]\ndb-servers-hosts = \"a\"\nfailover-restart-unsafe = true\n", &[]).unwrap();
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        assert!(cfg.warnings[0].contains("failover-restart-unsafe` is accepted but ignored"), "{:?}", cfg.warnings);
     }
 
     #[test]

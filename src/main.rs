@@ -6,23 +6,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-mod admin;
-mod cluster_log;
+// Layers, each importing only the ones listed before it (checked by tests/architecture.rs).
 mod config;
-mod failover;
+mod files;
+mod db;
+mod cluster;
 mod group;
-mod jobs;
-mod local_orchestrator;
-mod gtid;
+mod failover;
+mod actions;
 mod monitor;
 mod node;
-mod operations;
-mod probe;
-mod server_info;
-mod sql;
-mod tls;
-mod topology;
-mod views;
 
 const USAGE: &str = "usage: replication-manager [--config FILE] [--<key>=<value> ...] monitor
        replication-manager --version

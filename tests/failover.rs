@@ -557,3 +557,35 @@ async fn failed_switchover_is_undone() {
     lab.sb.sql(1, "INSERT INTO app.t (id, port) VALUES (555556, 0)");
     lab.finish();
 }
+
+/// Detection never pauses for an action: a long API action (`services/provision`, whose
+/// provision command sleeps) is running when the master is killed; the failover completes
+/// while that action is still running, and the action then ends normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_is_not_delayed_by_a_long_running_action() {
+    let lab = Lab::start(3, &[("prov-db-provision-command", "sleep 8")]).await;
+    let first = lab.sb.addr(1);
+    // Three servers: the action takes 24 s (3 x 8 s of provision command).
+    let url = lab.m.url(&format!("/api/clusters/{CLUSTER}/services/provision"));
+    let token = lab.token.clone();
+    let started = std::time::Instant::now();
+    let action = tokio::spawn(async move {
+        let r = http().post(url).bearer_auth(token).timeout(Duration::from_secs(120)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap(), std::time::Instant::now())
+    });
+    // The action is running (a second one is refused) before the master dies.
+    assert!(
+        wait_until(Duration::from_secs(10), || async { lab.action("reset-failover-control").await.0 == 409 }).await,
+        "the long action did not start"
+    );
+    lab.sb.run(&["kill", "1"]);
+    let new = lab.wait_new_master(&first, Duration::from_secs(20)).await;
+    let failed_over_at = std::time::Instant::now();
+    assert!(!action.is_finished(), "the long action ended before the failover: the test proves nothing");
+    let (status, body, ended_at) = action.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(failed_over_at < ended_at, "the failover waited for the action");
+    eprintln!("failover to {new} after {:?} while the action ran {:?}", failed_over_at - started, ended_at - started);
+    lab.finish();
+}

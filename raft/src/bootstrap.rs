@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::network::client::fetch_group_info;
 use crate::network::{GroupInfo, NodeShared, VoteGate};
-use crate::typ::{InitializeError, Raft, RaftError};
+use crate::store::Raft;
+use crate::typ::{InitializeError, RaftError};
 use crate::types::{NodeId, NodeInfo};
 
 /// How long an empty node keeps polling its peers before giving up on deciding (it then opens

@@ -22,7 +22,8 @@ use crate::network::server::{router, RpcState};
 use crate::network::{NodeShared, VoteGate};
 use crate::status::{compute, GroupStatus, StatusInputs};
 use crate::store::{open_stores, SmShared};
-use crate::typ::{ClientWriteError, ForwardToLeader, LinearizableReadError, Raft, RaftError, RaftMetrics};
+use crate::store::Raft;
+use crate::typ::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError, RaftMetrics};
 use crate::types::{Command, CommandResult, NodeId, NodeInfo};
 
 /// How long `shutdown` waits for each part (raft core, RPC server, storage) to stop.

@@ -3,7 +3,6 @@
 //! This is the only place that names openraft's generic parameters; the rest of the crate uses
 //! these aliases, so an openraft upgrade touches one file first.
 
-use crate::store::KvStateMachine;
 use crate::types::{Command, CommandResult, NodeId, NodeInfo};
 
 openraft::declare_raft_types!(
@@ -18,8 +17,6 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
 );
-
-pub(crate) type Raft = openraft::Raft<TypeConfig, KvStateMachine>;
 
 pub(crate) type Vote = <TypeConfig as openraft::RaftTypeConfig>::Vote;
 pub(crate) type LogId = openraft::alias::LogIdOf<TypeConfig>;

@@ -1,6 +1,11 @@
-//! Failover, switchover and rejoin: the pure planner, the crash records, and the executor.
+//! Failover, switchover and rejoin: the pure planner (decisions) and the executor (steps
+//! against the servers).
 
-pub mod crash;
-pub mod dump;
 pub mod executor;
+pub mod plan;
 pub mod planner;
+pub mod rejoin;
+pub mod switchover;
+
+/// The trigger name of automatic failovers (their refusals go to alerts, not to the log each tick).
+pub const AUTOMATIC: &str = "automatic: master failed";

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::records::OpStatus;
 use crate::config::FailoverMode;
 
 /// What the planner needs to know about one replica of the master.
@@ -310,10 +311,10 @@ pub enum ResumeStep {
 }
 
 /// Decides how to resume an open journal entry from the candidate's observed state.
-pub fn resume_step(status: &str, candidate_up: bool, candidate_replicating: bool) -> ResumeStep {
+pub fn resume_step(status: OpStatus, candidate_up: bool, candidate_replicating: bool) -> ResumeStep {
     if !candidate_up {
         ResumeStep::CandidateDown
-    } else if status == "promoted" || !candidate_replicating {
+    } else if status == OpStatus::Promoted || !candidate_replicating {
         ResumeStep::Complete
     } else {
         ResumeStep::Abort
@@ -439,12 +440,12 @@ mod tests {
     fn resume_table() {
         use ResumeStep::*;
         for (status, up, replicating, want) in [
-            ("promoted", true, false, Complete),
-            ("promoted", true, true, Complete),
-            ("started", true, false, Complete),
-            ("started", true, true, Abort),
-            ("started", false, true, CandidateDown),
-            ("promoted", false, false, CandidateDown),
+            (OpStatus::Promoted, true, false, Complete),
+            (OpStatus::Promoted, true, true, Complete),
+            (OpStatus::Started, true, false, Complete),
+            (OpStatus::Started, true, true, Abort),
+            (OpStatus::Started, false, true, CandidateDown),
+            (OpStatus::Promoted, false, false, CandidateDown),
         ] {
             assert_eq!(resume_step(status, up, replicating), want, "{status} up={up} replicating={replicating}");
         }

@@ -16,8 +16,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::server::SnapshotBody;
-use super::{GroupInfo, NodeShared};
+use super::{GroupInfo, NodeShared, SnapshotBody, SECRET_HEADER};
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, RPCError, RaftError, Snapshot, SnapshotData, SnapshotResponse,
     StreamingError, TransferLeaderRequest, TransferLeaderResponse, TypeConfig, Vote, VoteRequest, VoteResponse,
@@ -26,9 +25,6 @@ use crate::types::{NodeId, NodeInfo};
 
 /// Connect timeout of the raft HTTP client; a peer on loopback or a LAN answers far sooner.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// Header carrying the group's shared secret on every raft RPC.
-pub(crate) const SECRET_HEADER: &str = "x-raft-secret";
 
 /// Builds the HTTP client used for raft traffic only (pitfall 9: separate from API forwarding);
 /// with a group secret, every request carries it.

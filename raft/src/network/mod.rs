@@ -13,7 +13,20 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::typ::{SnapshotMeta, Vote};
 use crate::types::NodeId;
+
+/// Header carrying the group's shared secret on every raft RPC.
+pub(crate) const SECRET_HEADER: &str = "x-raft-secret";
+
+/// Body of `POST /raft/snapshot`: the leader's vote and the full snapshot.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotBody {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+    /// JSON text of the snapshot data.
+    pub(crate) data: String,
+}
 
 /// Answer of `GET /raft/group-info`, used to decide whether a group already exists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,26 +13,17 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::async_runtime::WatchReceiver;
-use serde::{Deserialize, Serialize};
 
-use super::{GroupInfo, NodeShared};
+use super::{GroupInfo, NodeShared, SnapshotBody};
+use crate::store::Raft;
 use crate::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, Raft, RaftError, Snapshot, SnapshotMeta, SnapshotResponse,
-    TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, RaftError, Snapshot, SnapshotResponse,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use crate::types::NodeId;
 
 /// Largest accepted request body: a snapshot is the whole map in one POST.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
-
-/// Body of `POST /raft/snapshot`: the leader's vote and the full snapshot.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct SnapshotBody {
-    pub(crate) vote: Vote,
-    pub(crate) meta: SnapshotMeta,
-    /// JSON text of the snapshot data.
-    pub(crate) data: String,
-}
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -62,7 +53,7 @@ async fn require_secret(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if let Some(secret) = &state.secret {
-        let given = req.headers().get(super::client::SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
+        let given = req.headers().get(super::SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
         if !same_secret(given, secret.as_bytes()) {
             tracing::warn!(node_id = state.node_id, "raft RPC refused: missing or wrong group secret");
             return (StatusCode::UNAUTHORIZED, "raft RPC refused: missing or wrong group secret").into_response();

@@ -23,6 +23,11 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::typ::TypeConfig;
+
+/// The raft instance of this crate: our type configuration over the RocksDB state machine.
+pub(crate) type Raft = openraft::Raft<TypeConfig, KvStateMachine>;
+
 pub(crate) use log_store::RocksLogStore;
 pub use state_machine::MAX_REMEMBERED_OPS;
 pub(crate) use state_machine::{KvStateMachine, SmShared};

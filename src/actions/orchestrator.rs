@@ -26,11 +26,6 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
-/// Quotes a string as an SQL literal (the instance is local; values come from the config).
-fn lit(s: &str) -> String {
-    crate::sql::quote(s)
-}
-
 impl LocalOrchestrator {
     /// Instances of `cluster` under `datadir`.
     pub fn new(datadir: &Path, cluster: &str) -> LocalOrchestrator {
@@ -103,14 +98,11 @@ impl LocalOrchestrator {
             bail!("mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         self.start(addr).await?;
-        let accounts = format!(
-            "SET sql_log_bin = 0; \
-             CREATE USER IF NOT EXISTS {mu}@'%' IDENTIFIED BY {mp}; GRANT ALL PRIVILEGES ON *.* TO {mu}@'%' WITH GRANT OPTION; \
-             CREATE USER IF NOT EXISTS {ru}@'%' IDENTIFIED BY {rp}; GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO {ru}@'%';",
-            mu = lit(&cfg.db_credential.user),
-            mp = lit(&cfg.db_credential.password),
-            ru = lit(&cfg.replication_credential.user),
-            rp = lit(&cfg.replication_credential.password),
+        let accounts = crate::db::sql::provision_accounts(
+            &cfg.db_credential.user,
+            &cfg.db_credential.password,
+            &cfg.replication_credential.user,
+            &cfg.replication_credential.password,
         );
         self.socket_sql(addr, &accounts).await?;
         Ok(format!("provisioned {addr} in {}", dir.display()))

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use replication_manager_api::{ActionError, ServerAction};
 
-use crate::cluster_log::Level;
+use crate::cluster::log::Level;
 use crate::config::{ClusterConfig, Config, HostPort};
 use crate::failover::executor::{op_id, FailoverExecutor};
-use crate::sql::{self, Flavor};
+use crate::db::sql::{self, Flavor};
 
 /// How long an orchestrator command (start, stop, provision) may run.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -55,12 +55,14 @@ impl FailoverExecutor<'_> {
         if let Err(e) = check {
             return Err(ActionError::new(400, format!("Setting refused: {e}")));
         }
-        {
-            let mut st = self.shared.write();
-            st.settings = settings;
-            st.apply_config().map_err(|e| ActionError::new(400, format!("Setting refused: {e}")))?;
-        }
-        self.replicate(&op_id("setting")).await?;
+        self.commit(&op_id("setting"), |st| {
+            let before = std::mem::replace(&mut st.settings, settings);
+            st.apply_config().map_err(|e| {
+                st.settings = before;
+                ActionError::new(400, format!("Setting refused: {e}"))
+            })
+        })
+        .await?;
         let shown = if crate::config::is_secret(name) { "*:*" } else { value };
         let msg = format!("Setting {name} = {shown}");
         self.log(Level::Info, &msg);
@@ -108,12 +110,14 @@ impl FailoverExecutor<'_> {
             return Err(ActionError::new(409, format!("Error adding new monitor of {addr}: Server already exists")));
         }
         self.coord.check("add a server").await.map_err(|w| ActionError::new(503, w))?;
-        {
-            let mut st = self.shared.write();
+        self.commit(&op_id("addserver"), |st| {
             st.extra_hosts.push(addr.clone());
-            st.apply_config().map_err(|e| ActionError::new(400, e.to_string()))?;
-        }
-        self.replicate(&op_id("addserver")).await?;
+            st.apply_config().map_err(|e| {
+                st.extra_hosts.pop();
+                ActionError::new(400, e.to_string())
+            })
+        })
+        .await?;
         let msg = format!("Monitor added: {addr}");
         self.log(Level::Info, &msg);
         Ok(msg)
@@ -168,7 +172,7 @@ impl FailoverExecutor<'_> {
         let addr = st.servers[i].addr.clone();
         if cfg.orchestrator == "local" {
             self.coord.check("local orchestrator").await.map_err(|w| ActionError::new(503, w))?;
-            let local = crate::local_orchestrator::LocalOrchestrator::new(datadir, &cfg.name);
+            let local = crate::actions::orchestrator::LocalOrchestrator::new(datadir, &cfg.name);
             let (term, node) = self.coord.epoch();
             tracing::info!(server = %addr, ?action, term, node, "executing local orchestrator step");
             let r = match action {
@@ -288,7 +292,7 @@ impl FailoverExecutor<'_> {
                     }
                     continue;
                 };
-                let ro = c.value("SELECT @@read_only", Duration::from_secs(5)).await.ok().flatten();
+                let ro = c.value(sql::READ_ONLY, Duration::from_secs(5)).await.ok().flatten();
                 let src = c.row(sql::replication_status(flavor)).await.ok().flatten();
                 c.close().await;
                 if s.addr == new {

@@ -11,8 +11,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
 
 use crate::config::{Credential, HostPort};
-use crate::gtid::GtidPos;
-use crate::sql::{self, Flavor};
+use crate::db::gtid::GtidPos;
+use crate::db::sql::{self, Flavor};
 
 /// Why a probe failed. Each variant carries the statement or phase it failed in.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! master, and the named topology problems. No I/O here, so every rule is unit-tested.
 
 use crate::config::HostPort;
-use crate::probe::{ProbeError, ServerSnapshot};
+use crate::db::probe::{ProbeError, ServerSnapshot};
 
 /// A server's state, with the Go project's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -313,9 +313,9 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gtid::GtidPos;
-    use crate::probe::ReplicationStatus;
-    use crate::sql::Flavor;
+    use crate::db::gtid::GtidPos;
+    use crate::db::probe::ReplicationStatus;
+    use crate::db::sql::Flavor;
     use std::time::{Duration, SystemTime};
 
     fn hp(port: u16) -> HostPort {

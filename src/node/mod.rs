@@ -1,9 +1,11 @@
 //! `ManagerNode`: wires the configuration, one monitor per cluster and the API listeners, and
 //! implements the API's [`Backend`] over the monitors' shared state.
 
+pub mod tls;
+pub mod views;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,23 +23,22 @@ use tokio::sync::watch;
 use crate::config::{Config, HostPort};
 use crate::config::NodeRole;
 use crate::group::ManagerGroup;
-use crate::monitor::{self, ClusterCommand, ClusterMonitor, ClusterState, SharedCluster};
-use crate::topology::ServerState;
-use crate::views::{self, GroupStatus};
+use crate::cluster::state::{ClusterState, SharedCluster};
+use crate::monitor::{self, ClusterCommand, ClusterMonitor};
+use crate::cluster::topology::ServerState;
+use views::GroupStatus;
 
 /// The manager's view of every cluster, shared with the API.
 pub struct NodeBackend {
     config: Config,
     clusters: BTreeMap<String, Arc<SharedCluster>>,
     commands: BTreeMap<String, tokio::sync::mpsc::Sender<ClusterCommand>>,
-    /// One action at a time per cluster: a second request while one runs is refused (409).
-    busy: BTreeMap<String, Arc<AtomicBool>>,
     started: AtomicBool,
     hostname: String,
     uuid: String,
     group: Arc<ManagerGroup>,
-    jobs: Arc<crate::jobs::JobRegistry>,
-    status_cache: Arc<crate::server_info::StatusCache>,
+    jobs: Arc<crate::actions::jobs::JobRegistry>,
+    status_cache: Arc<crate::actions::server_info::StatusCache>,
 }
 
 impl NodeBackend {
@@ -61,14 +62,6 @@ impl NodeBackend {
     }
 }
 
-/// Clears a busy flag when dropped.
-struct ClearOnDrop(Arc<AtomicBool>);
-
-impl Drop for ClearOnDrop {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
@@ -160,7 +153,7 @@ impl Backend for NodeBackend {
 
     fn monitor(&self) -> MonitorView {
         let group = self.group_status();
-        let mut logs = crate::cluster_log::ClusterLog::default();
+        let mut logs = crate::cluster::log::ClusterLog::default();
         let mut confs = BTreeMap::new();
         let mut acl_source = String::new();
         for (name, c) in &self.clusters {
@@ -190,7 +183,7 @@ impl Backend for NodeBackend {
             status: if group.active { "A" } else { "S" }.to_string(),
             spit_brain: group.split_brain,
             clusters: self.cluster_names(),
-            tests: crate::operations::TESTS.iter().map(|t| t.to_string()).collect(),
+            tests: crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect(),
             config: json!({
                 "httpBindAddress": self.config.server.http_bind_address,
                 "httpPort": self.config.server.http_port,
@@ -292,7 +285,7 @@ impl Backend for NodeBackend {
         };
         let cache = self.status_cache.clone();
         async move {
-            use crate::server_info::{read_info, InfoError, InfoRequest};
+            use crate::actions::server_info::{read_info, InfoError, InfoRequest};
             let (addr, cred, timeout) = target?;
             let name = addr.to_string();
             let req = InfoRequest { addr: &addr, cred: &cred, timeout, limit, server_name: &name };
@@ -309,7 +302,7 @@ impl Backend for NodeBackend {
 
     fn tests(&self, cluster: &str) -> Option<Vec<String>> {
         self.cluster_state(cluster)?;
-        Some(crate::operations::TESTS.iter().map(|t| t.to_string()).collect())
+        Some(crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect())
     }
 
     fn jobs(&self, cluster: &str) -> Option<Value> {
@@ -340,44 +333,14 @@ impl Backend for NodeBackend {
 
     fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
-        let busy = self.busy.get(cluster).cloned();
         let requester = replication_manager_api::router::current_requester();
         async move {
-            let (Some(tx), Some(busy)) = (tx, busy) else { return Err(ActionError::new(500, "No Cluster")) };
-            if busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                return Err(ActionError::new(409, format!("Refused: another action is running on this cluster ({action:?} not started)")));
-            }
-            // Cleared however the request ends (even if the HTTP client goes away).
-            let _clear = ClearOnDrop(busy);
+            // One action at a time per cluster is the monitor's rule (409 for a second one);
+            // the action runs as its own task, so it ends even if this request goes away.
+            let Some(tx) = tx else { return Err(ActionError::new(500, "No Cluster")) };
             monitor::request(&tx, action, requester).await
         }
     }
-}
-
-/// Decodes a hex string.
-pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
 
 fn hostname() -> String {
@@ -389,7 +352,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let datadir = config.server.datadir.clone();
     std::fs::create_dir_all(&datadir).with_context(|| format!("creating monitoring-datadir {}", datadir.display()))?;
     let group = ManagerGroup::start(&config.server).await?;
-    let jobs = crate::jobs::JobRegistry::open(&datadir)?;
+    let jobs = crate::actions::jobs::JobRegistry::open(&datadir)?;
     let env = Arc::new(crate::monitor::MonitorEnv {
         datadir: datadir.clone(),
         config_source: config.source.clone(),
@@ -411,14 +374,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let backend = Arc::new(NodeBackend {
         config: config.clone(),
         clusters,
-        busy: commands.keys().map(|k| (k.clone(), Arc::new(AtomicBool::new(false)))).collect(),
         commands,
         started: AtomicBool::new(false),
         hostname: hostname(),
         uuid: format!("{:032x}", rand::random::<u128>()),
         group: group.clone(),
         jobs,
-        status_cache: Arc::new(crate::server_info::StatusCache::default()),
+        status_cache: Arc::new(crate::actions::server_info::StatusCache::default()),
     });
     let state = Arc::new(ApiState {
         backend: backend.clone(),
@@ -510,7 +472,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let addr: SocketAddr = format!("{}:{}", config.server.api_bind, config.server.api_port)
             .parse()
             .with_context(|| format!("api-bind {} is not an IP address", config.server.api_bind))?;
-        let tls = crate::tls::load_or_generate(&config.server).await?;
+        let tls = crate::node::tls::load_or_generate(&config.server).await?;
         let handle = axum_server::Handle::new();
         let server = axum_server::bind_rustls(addr, tls).handle(handle.clone());
         tracing::info!(%addr, "HTTPS API listening");
@@ -563,12 +525,5 @@ mod tests {
         assert!(!same_secret("repman", "repmam"));
         assert!(!same_secret("repman", "repman1"));
         assert!(!same_secret("", "x"));
-    }
-
-    #[test]
-    fn hex_roundtrip() {
-        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(decode_hex("0"), None);
-        assert_eq!(decode_hex("zz"), None);
     }
 }

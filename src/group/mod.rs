@@ -18,7 +18,7 @@ use replication_manager_raft::{Command, GroupConfig, GroupStatus, KvOp, NodeInfo
 use serde_json::Value;
 
 use crate::config::{NodeRole, ServerConfig};
-use crate::failover::crash::PersistedCluster;
+use crate::cluster::records::PersistedCluster;
 
 /// Key of the replicated API token signing key.
 const TOKEN_KEY: &str = "api/token-key";
@@ -155,7 +155,7 @@ impl ManagerGroup {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(hex) = self.raft.get(TOKEN_KEY).and_then(|v| v.as_str().map(str::to_string)) {
-                if let Some(k) = crate::node::decode_hex(&hex).filter(|k| k.len() >= 32) {
+                if let Some(k) = decode_hex(&hex).filter(|k| k.len() >= 32) {
                     return Ok(k);
                 }
             }
@@ -295,5 +295,25 @@ impl Coordinator for ManagerGroup {
     fn epoch(&self) -> (u64, u64) {
         let s = self.raft.status();
         (s.term, s.node_id)
+    }
+}
+
+/// Decodes a hex string.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_roundtrip() {
+        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
     }
 }

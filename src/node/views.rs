@@ -9,12 +9,12 @@ use replication_manager_api::wire::{
 };
 use serde_json::{json, Value};
 
-use crate::cluster_log::{format_timestamp, ClusterLog};
-use crate::gtid::GtidPos;
-use crate::monitor::{ClusterState, ServerRuntime};
-use crate::probe::ReplicationStatus;
-use crate::sql::Flavor;
-use crate::topology::{Problem, ServerState};
+use crate::cluster::log::{format_timestamp, ClusterLog};
+use crate::db::gtid::GtidPos;
+use crate::cluster::state::{ClusterState, ServerRuntime};
+use crate::db::probe::ReplicationStatus;
+use crate::db::sql::Flavor;
+use crate::cluster::topology::{Problem, ServerState};
 
 fn gtids(p: &GtidPos) -> Option<Vec<GtidView>> {
     if p.is_empty() {
@@ -172,7 +172,7 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
 }
 
 /// A crash record with the Go project's field names, plus the full evidence under `Details`.
-pub fn crash_view(c: &crate::failover::crash::CrashRecord) -> CrashView {
+pub fn crash_view(c: &crate::cluster::records::CrashRecord) -> CrashView {
     CrashView {
         url: c.old_master.clone(),
         failover_master_log_file: c.old_master_log_file.clone(),

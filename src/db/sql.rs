@@ -204,6 +204,64 @@ pub fn kill_connection(id: u64) -> String {
     format!("KILL CONNECTION {id}")
 }
 
+// ---- server information routes (MariaDB: the info routes connect as MariaDB) -----------------
+
+/// Sessions of the server, longest running first; `LIMIT <n>` is appended. The query text is
+/// cut server-side so a huge statement never travels whole.
+pub const PROCESSLIST: &str = "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, LEFT(INFO, 4096), PROGRESS, \
+     EXAMINED_ROWS FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() ORDER BY TIME DESC, ID LIMIT ";
+pub const GLOBAL_VARIABLES: &str = "SHOW GLOBAL VARIABLES";
+pub const GLOBAL_STATUS: &str = "SHOW GLOBAL STATUS";
+pub const GLOBAL_STATUS_INNODB: &str = "SHOW GLOBAL STATUS LIKE 'Innodb%'";
+/// Where the server writes its logs, and on which host it runs.
+pub const SERVER_FILES: &str = "SELECT @@log_error, @@slow_query_log_file, @@log_output, @@datadir, @@hostname";
+/// Slow-log table timestamps in UTC, like the ones read from a slow-log file.
+pub const UTC_SESSION: &str = "SET SESSION time_zone = '+00:00'";
+/// The slow-log table, newest first; `LIMIT <n>` is appended.
+pub const SLOW_LOG_TABLE: &str = "SELECT start_time, user_host, query_time, lock_time, rows_sent, rows_examined, db, \
+     LEFT(sql_text, 65536) FROM mysql.slow_log ORDER BY start_time DESC LIMIT ";
+/// Tables of the user schemas; `LIMIT <n>` is appended.
+pub const USER_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH \
+     FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+     AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME LIMIT ";
+pub const SCHEMAS: &str = "SHOW DATABASES";
+
+/// The read_only flag.
+pub const READ_ONLY: &str = "SELECT @@read_only";
+
+// ---- jobs ----------------------------------------------------------------------------------
+
+/// Tables of the user schemas (name and size), for `OPTIMIZE`.
+pub const OPTIMIZE_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') AND TABLE_TYPE = 'BASE TABLE' \
+     ORDER BY TABLE_SCHEMA, TABLE_NAME LIMIT 100000";
+/// `OPTIMIZE` of one table. Not replicated: each server is optimized on its own.
+pub fn optimize_table(schema: &str, table: &str) -> String {
+    format!("OPTIMIZE NO_WRITE_TO_BINLOG TABLE {}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// Quotes an identifier with backticks (a backtick inside is doubled).
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Creates the manager's and the replication accounts on a freshly installed local instance
+/// (not written to its binary log).
+pub fn provision_accounts(db_user: &str, db_password: &str, repl_user: &str, repl_password: &str) -> String {
+    format!(
+        "SET sql_log_bin = 0; \
+         CREATE USER IF NOT EXISTS {mu}@'%' IDENTIFIED BY {mp}; GRANT ALL PRIVILEGES ON *.* TO {mu}@'%' WITH GRANT OPTION; \
+         CREATE USER IF NOT EXISTS {ru}@'%' IDENTIFIED BY {rp}; GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO {ru}@'%';",
+        mu = quote(db_user),
+        mp = quote(db_password),
+        ru = quote(repl_user),
+        rp = quote(repl_password),
+    )
+}
+/// First line fed to a restore or dump-reload session: the reload is not written to the
+/// target's binary log (it would be replicated again or break GTID order).
+pub const RESTORE_PREAMBLE: &[u8] = b"SET SESSION sql_log_bin = 0;\n";
+
 /// Quotes a string value as an SQL literal using the driver's escaping.
 pub fn quote(s: &str) -> String {
     Value::from(s).as_sql(false)

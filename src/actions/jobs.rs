@@ -17,23 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::admin::AdminConn;
+use crate::db::conn::AdminConn;
 use crate::config::{Credential, HostPort};
-use crate::failover::dump;
-use crate::server_info::{self, ServerFiles};
-use crate::sql::Flavor;
-
-// ---- SQL sent by this module -------------------------------------------------------------------
-
-/// Tables of the user schemas (name and size), for `OPTIMIZE`.
-const OPTIMIZE_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
-     WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') AND TABLE_TYPE = 'BASE TABLE' \
-     ORDER BY TABLE_SCHEMA, TABLE_NAME LIMIT 100000";
-/// `OPTIMIZE` statement prefix; the quoted `schema`.`table` is appended. Not replicated: each
-/// server is optimized on its own.
-const OPTIMIZE_PREFIX: &str = "OPTIMIZE NO_WRITE_TO_BINLOG TABLE ";
-/// First line fed to a restore session.
-const RESTORE_PREAMBLE: &[u8] = b"SET SESSION sql_log_bin = 0;\n";
+use crate::db::tools;
+use crate::actions::server_info::{self, ServerFiles};
+use crate::db::sql::Flavor;
 
 // ---- bounds ------------------------------------------------------------------------------------
 
@@ -194,7 +182,7 @@ impl JobRegistry {
 
     fn persist(&self, jobs: &[Job]) -> anyhow::Result<()> {
         let data = serde_json::to_vec_pretty(jobs).context("encoding the job list")?;
-        crate::node::write_private(&self.datadir.join("jobs.json"), &data)
+        crate::files::write_private(&self.datadir.join("jobs.json"), &data)
     }
 
     fn persist_or_warn(&self, jobs: &[Job]) {
@@ -345,7 +333,7 @@ fn trim(jobs: &mut Vec<Job>) {
 }
 
 fn new_job_id(kind: JobKind, started_at: u64) -> String {
-    let ts = crate::cluster_log::format_timestamp(std::time::UNIX_EPOCH + Duration::from_secs(started_at));
+    let ts = crate::cluster::log::format_timestamp(std::time::UNIX_EPOCH + Duration::from_secs(started_at));
     let compact: String = ts.chars().filter(|c| c.is_ascii_digit() || *c == ' ').collect();
     format!("{}-{}-{:04x}", compact.replace(' ', "-"), kind.as_str(), rand::random::<u16>())
 }
@@ -429,7 +417,7 @@ fn tail_chars(s: &str) -> String {
 
 async fn backup_logical(addr: &HostPort, cred: &Credential, dir: &Path) -> anyhow::Result<Outcome> {
     let file = dir.join("dump.sql");
-    let mut cmd = dump::client("mariadb-dump", cred, addr);
+    let mut cmd = tools::client("mariadb-dump", cred, addr);
     cmd.args([
         "--all-databases",
         "--single-transaction",
@@ -458,7 +446,7 @@ async fn backup_logical(addr: &HostPort, cred: &Credential, dir: &Path) -> anyho
 /// The position in a `-- SET GLOBAL gtid_slave_pos='...'` comment line of dump text (the last
 /// one when several).
 pub fn gtid_from_dump_text(text: &str) -> Option<String> {
-    text.lines().rev().find(|l| l.starts_with("-- SET GLOBAL gtid_slave_pos='")).and_then(dump::gtid_from_header)
+    text.lines().rev().find(|l| l.starts_with("-- SET GLOBAL gtid_slave_pos='")).and_then(tools::gtid_from_header)
 }
 
 /// The GTID position recorded in a dump file. mariadb-dump 10.x writes it at the end of the
@@ -548,7 +536,7 @@ async fn backup_physical(addr: &HostPort, cred: &Credential, dir: &Path) -> anyh
         );
     }
     let cnf = dir.join("backup.cnf");
-    crate::node::write_private(&cnf, password_option_file(&cred.password)?.as_bytes())?;
+    crate::files::write_private(&cnf, password_option_file(&cred.password)?.as_bytes())?;
     let cnf_guard = RemoveOnDrop(cnf.clone());
     let target = dir.join("data");
     let log = dir.join("backup.log");
@@ -621,26 +609,22 @@ async fn copy_server_log(addr: &HostPort, cred: &Credential, dir: &Path, which: 
     Ok(Outcome { size_bytes: size, location: dest.display().to_string(), gtid: None })
 }
 
-/// `name` quoted as an identifier: backticks, inner backticks doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
 
 async fn optimize(addr: &HostPort, cred: &Credential, deadline: Duration) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut c = admin_session(addr, cred, deadline).await?;
-    let (_, rows) = c.rows_within(OPTIMIZE_TABLES, ADMIN_TIMEOUT).await.map_err(|e| anyhow!("{e}"))?;
+    let (_, rows) = c.rows_within(crate::db::sql::OPTIMIZE_TABLES, ADMIN_TIMEOUT).await.map_err(|e| anyhow!("{e}"))?;
     let mut failures: Vec<String> = Vec::new();
     let mut size = 0u64;
     for r in &rows {
         let (Some(Some(schema)), Some(Some(table))) = (r.first(), r.get(1)) else { continue };
-        let name = format!("{}.{}", quote_ident(schema), quote_ident(table));
+        let name = format!("{}.{}", crate::db::sql::quote_ident(schema), crate::db::sql::quote_ident(table));
         let remaining = deadline.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             failures.push(format!("{name}: no time left"));
             continue;
         }
-        match c.rows_within(&format!("{OPTIMIZE_PREFIX}{name}"), remaining).await {
+        match c.rows_within(&crate::db::sql::optimize_table(schema, table), remaining).await {
             Ok((cols, result)) => {
                 let msg_type = cols.iter().position(|c| c.eq_ignore_ascii_case("Msg_type")).unwrap_or(2);
                 let msg_text = cols.iter().position(|c| c.eq_ignore_ascii_case("Msg_text")).unwrap_or(3);
@@ -693,7 +677,7 @@ pub async fn restore_logical(
 async fn restore(file: &Path, target: &HostPort, cred: &Credential) -> anyhow::Result<String> {
     let gtid = gtid_of_dump(file).await?.with_context(|| format!("{} records no gtid_slave_pos", file.display()))?;
     let mut source = tokio::fs::File::open(file).await.with_context(|| format!("opening {}", file.display()))?;
-    let mut load = dump::client("mariadb", cred, target)
+    let mut load = tools::client("mariadb", cred, target)
         .args(["--batch", "--binary-mode"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -703,7 +687,7 @@ async fn restore(file: &Path, target: &HostPort, cred: &Credential) -> anyhow::R
     let mut input = load.stdin.take().context("mariadb stdin")?;
     // A write error means the client stopped (its stderr says why): report that instead.
     let fed: anyhow::Result<()> = async {
-        input.write_all(RESTORE_PREAMBLE).await?;
+        input.write_all(crate::db::sql::RESTORE_PREAMBLE).await?;
         tokio::io::copy(&mut source, &mut input).await?;
         input.shutdown().await?;
         Ok(())
@@ -774,8 +758,8 @@ mod tests {
 
     #[test]
     fn identifiers_and_paths() {
-        assert_eq!(quote_ident("t"), "`t`");
-        assert_eq!(quote_ident("we`ird"), "`we``ird`");
+        assert_eq!(crate::db::sql::quote_ident("t"), "`t`");
+        assert_eq!(crate::db::sql::quote_ident("we`ird"), "`we``ird`");
         assert_eq!(path_component("127.0.0.1:3306"), "127.0.0.1:3306");
         assert_eq!(path_component("../etc"), ".._etc");
         assert_eq!(path_component(".."), "_");
@@ -849,7 +833,7 @@ mod tests {
 #[cfg(test)]
 mod sandbox_tests {
     use super::*;
-    use crate::server_info::test_sandbox::TestSandbox;
+    use crate::actions::server_info::test_sandbox::TestSandbox;
 
     async fn wait_finished(r: &JobRegistry, id: &str, limit: Duration) -> Job {
         let deadline = Instant::now() + limit;

@@ -91,7 +91,7 @@ pub(crate) async fn pipe_into_server(mut producer: Command, what: &str, cred: &C
         .context("starting mariadb client")?;
     let mut out = source.stdout.take().with_context(|| format!("{what} stdout"))?;
     let mut input = load.stdin.take().context("mariadb stdin")?;
-    input.write_all(b"SET SESSION sql_log_bin = 0;\n").await.context("writing to mariadb")?;
+    input.write_all(crate::db::sql::RESTORE_PREAMBLE).await.context("writing to mariadb")?;
     let mut header = Vec::new();
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::with_capacity(TAIL_SCAN_BYTES);
     let mut buf = vec![0u8; 64 * 1024];

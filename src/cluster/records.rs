@@ -45,14 +45,11 @@ pub struct CrashRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub op_id: String,
-    /// `failover` or `switchover`.
-    pub kind: String,
+    pub kind: OpKind,
     pub trigger: String,
     pub old_master: String,
     pub candidate: String,
-    /// `started` (nothing promoted yet), `promoted` (candidate writable), `done`, `aborted`,
-    /// `rolled_back`, `failed`.
-    pub status: String,
+    pub status: OpStatus,
     /// Raft term and node of the leader that ran it (the failover epoch).
     pub term: u64,
     pub node: u64,
@@ -61,10 +58,60 @@ pub struct JournalEntry {
     pub updated_at: u64,
 }
 
+/// Which master change a journal entry records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    #[default]
+    Failover,
+    Switchover,
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OpKind::Failover => "failover",
+            OpKind::Switchover => "switchover",
+        })
+    }
+}
+
+/// Where an operation stands. Serialized as the snake_case words replicated since the first
+/// version (`started`, `rolled_back`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStatus {
+    /// Journaled before the first mutation; nothing promoted yet.
+    #[default]
+    Started,
+    /// The candidate is writable: a new leader finishes the operation from here.
+    Promoted,
+    Done,
+    /// Stopped before any irreversible step (failover).
+    Aborted,
+    /// Undone (switchover): the old master is writable again.
+    RolledBack,
+    /// Could not be finished (the candidate is gone); detection decides afresh.
+    Failed,
+}
+
+impl std::fmt::Display for OpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OpStatus::Started => "started",
+            OpStatus::Promoted => "promoted",
+            OpStatus::Done => "done",
+            OpStatus::Aborted => "aborted",
+            OpStatus::RolledBack => "rolled_back",
+            OpStatus::Failed => "failed",
+        })
+    }
+}
+
 impl JournalEntry {
     /// Still needs a leader to finish it.
     pub fn is_open(&self) -> bool {
-        self.status == "started" || self.status == "promoted"
+        matches!(self.status, OpStatus::Started | OpStatus::Promoted)
     }
 }
 
@@ -106,8 +153,14 @@ mod tests {
         let p: PersistedCluster = serde_json::from_value(v).unwrap();
         assert_eq!(p.failover_counter, 2);
         assert!(p.master.is_none() && p.journal.is_empty());
-        let j = JournalEntry { status: "promoted".into(), ..Default::default() };
+        let j = JournalEntry { status: OpStatus::Promoted, ..Default::default() };
         assert!(j.is_open());
-        assert!(!JournalEntry { status: "done".into(), ..Default::default() }.is_open());
+        assert!(!JournalEntry { status: OpStatus::Done, ..Default::default() }.is_open());
+        // The replicated words of the first version still load.
+        let old = serde_json::json!({"op_id": "x", "kind": "switchover", "trigger": "", "old_master": "", "candidate": "",
+            "status": "rolled_back", "term": 1, "node": 1, "evidence": CrashRecord::default(), "updated_at": 0});
+        let j: JournalEntry = serde_json::from_value(old).unwrap();
+        assert_eq!((j.kind, j.status), (OpKind::Switchover, OpStatus::RolledBack));
+        assert_eq!(serde_json::to_value(OpStatus::RolledBack).unwrap(), "rolled_back");
     }
 }

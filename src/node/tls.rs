@@ -21,8 +21,8 @@ pub async fn load_or_generate(server: &ServerConfig) -> anyhow::Result<RustlsCon
             if !cert.exists() || !key.exists() {
                 let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
                 let generated = rcgen::generate_simple_self_signed(names).context("generating a self-signed certificate")?;
-                crate::node::write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
-                crate::node::write_private(&cert, generated.cert.pem().as_bytes())?;
+                crate::files::write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
+                crate::files::write_private(&cert, generated.cert.pem().as_bytes())?;
                 tracing::info!(cert = %cert.display(), "generated a self-signed API certificate");
             }
             (cert, key)

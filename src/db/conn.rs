@@ -9,8 +9,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::config::{Credential, HostPort};
-use crate::probe::{self, ProbeError};
-use crate::sql::Flavor;
+use crate::db::probe::{self, ProbeError};
+use crate::db::sql::Flavor;
 
 /// A failed admin statement.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -13,31 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::admin::{AdminConn, AdminError};
+use crate::db::conn::{AdminConn, AdminError};
 use crate::config::{Credential, HostPort};
-use crate::sql::Flavor;
-
-// ---- SQL sent by this module (MariaDB only: the info routes connect as MariaDB) ----------------
-
-/// Sessions of the server, longest running first; `LIMIT <n>` is appended. The query text is
-/// cut server-side so a huge statement never travels whole.
-const PROCESSLIST: &str = "SELECT ID, USER, HOST, DB, COMMAND, TIME, TIME_MS, STATE, LEFT(INFO, 4096), PROGRESS, \
-     EXAMINED_ROWS FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() ORDER BY TIME DESC, ID LIMIT ";
-const GLOBAL_VARIABLES: &str = "SHOW GLOBAL VARIABLES";
-const GLOBAL_STATUS: &str = "SHOW GLOBAL STATUS";
-const GLOBAL_STATUS_INNODB: &str = "SHOW GLOBAL STATUS LIKE 'Innodb%'";
-/// Where the server writes its logs, and on which host it runs.
-pub(crate) const SERVER_FILES: &str = "SELECT @@log_error, @@slow_query_log_file, @@log_output, @@datadir, @@hostname";
-/// Slow-log table timestamps in UTC, like the ones read from a slow-log file.
-const UTC_SESSION: &str = "SET SESSION time_zone = '+00:00'";
-/// The slow-log table, newest first; `LIMIT <n>` is appended.
-const SLOW_LOG_TABLE: &str = "SELECT start_time, user_host, query_time, lock_time, rows_sent, rows_examined, db, \
-     LEFT(sql_text, 65536) FROM mysql.slow_log ORDER BY start_time DESC LIMIT ";
-/// Tables of the user schemas; `LIMIT <n>` is appended.
-pub(crate) const USER_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH \
-     FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
-     AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME LIMIT ";
-const SCHEMAS: &str = "SHOW DATABASES";
+use crate::db::sql::{self, Flavor};
 
 // ---- bounds ----------------------------------------------------------------------------------
 
@@ -135,12 +113,12 @@ async fn read_with(
     let limit = req.limit.max(1);
     match kind {
         InfoKind::Processlist => {
-            let (_, rows) = conn.rows(&format!("{PROCESSLIST}{limit}")).await?;
+            let (_, rows) = conn.rows(&format!("{}{limit}", sql::PROCESSLIST)).await?;
             to_json(rows.iter().map(|r| process_from_row(r)).collect::<Vec<_>>())
         }
-        InfoKind::Variables => variables(conn, GLOBAL_VARIABLES, limit).await,
-        InfoKind::Status => variables(conn, GLOBAL_STATUS, limit).await,
-        InfoKind::StatusInnodb => variables(conn, GLOBAL_STATUS_INNODB, limit).await,
+        InfoKind::Variables => variables(conn, sql::GLOBAL_VARIABLES, limit).await,
+        InfoKind::Status => variables(conn, sql::GLOBAL_STATUS, limit).await,
+        InfoKind::StatusInnodb => variables(conn, sql::GLOBAL_STATUS_INNODB, limit).await,
         InfoKind::StatusDelta => status_delta(conn, req, cache, limit).await,
         InfoKind::ErrorLog => error_log(conn, req, limit).await,
         InfoKind::SlowLog => slow_log(conn, req, limit).await,
@@ -153,7 +131,7 @@ async fn read_with(
                 .collect::<Result<_, InfoError>>()?;
             Ok(Value::Object(map))
         }
-        InfoKind::Schemas => Ok(Value::from(conn.column(SCHEMAS).await?.into_iter().take(limit).collect::<Vec<_>>())),
+        InfoKind::Schemas => Ok(Value::from(conn.column(sql::SCHEMAS).await?.into_iter().take(limit).collect::<Vec<_>>())),
     }
 }
 
@@ -252,7 +230,7 @@ async fn variables(conn: &mut AdminConn, statement: &str, limit: usize) -> Resul
 }
 
 async fn status_sample(conn: &mut AdminConn) -> Result<(Instant, StatusSample), InfoError> {
-    let (_, rows) = conn.rows(GLOBAL_STATUS).await?;
+    let (_, rows) = conn.rows(sql::GLOBAL_STATUS).await?;
     let at = Instant::now();
     Ok((at, numeric_sample(rows.iter().filter_map(|r| Some((r.first()?.as_deref()?, r.get(1)?.as_deref()?))))))
 }
@@ -317,7 +295,7 @@ async fn status_delta(
 
 // ---- log files ---------------------------------------------------------------------------------
 
-/// Where the server keeps its files, as read from [`SERVER_FILES`].
+/// Where the server keeps its files, as read from [`sql::SERVER_FILES`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServerFiles {
     pub log_error: String,
@@ -328,7 +306,7 @@ pub(crate) struct ServerFiles {
 }
 
 pub(crate) async fn server_files(conn: &mut AdminConn) -> Result<ServerFiles, AdminError> {
-    let row = conn.row(SERVER_FILES).await?.unwrap_or_default();
+    let row = conn.row(sql::SERVER_FILES).await?.unwrap_or_default();
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     Ok(ServerFiles {
         log_error: col(0),
@@ -441,37 +419,31 @@ pub struct ErrorLogView {
 fn split_log_timestamp(line: &str) -> Option<(String, &str)> {
     let b = line.as_bytes();
     let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    if b.len() >= 19
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b' '
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-    {
-        let ts = format!("{}/{}/{} {}", &line[0..4], &line[5..7], &line[8..10], &line[11..19]);
-        return Some((ts, &line[19..]));
+    // YYYY-MM-DD, then H:MM:SS or HH:MM:SS after one or more spaces (MariaDB pads a one-digit
+    // hour with a space: "2026-12-05  2:29:02").
+    if b.len() >= 18 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10) && b[10] == b' ' {
+        if let Some((time, rest)) = clock(&line[11..]) {
+            let ts = format!("{}/{}/{} {time}", &line[0..4], &line[5..7], &line[8..10]);
+            return Some((ts, rest));
+        }
     }
-    // Old format: YYMMDD followed by one or two spaces and H:MM:SS or HH:MM:SS.
+    // Old format: YYMMDD, then the time the same way.
     if b.len() >= 15 && digits(0..6) && b[6] == b' ' {
-        let rest = line[7..].trim_start_matches(' ');
-        let time_len = rest.find(' ').unwrap_or(rest.len());
-        let time = &rest[..time_len];
-        let parts: Vec<&str> = time.split(':').collect();
-        if parts.len() == 3
-            && parts.iter().all(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|c| c.is_ascii_digit()))
-        {
-            let ts =
-                format!("20{}/{}/{} {:0>2}:{}:{}", &line[0..2], &line[2..4], &line[4..6], parts[0], parts[1], parts[2]);
-            return Some((ts, &rest[time_len..]));
+        if let Some((time, rest)) = clock(&line[7..]) {
+            let ts = format!("20{}/{}/{} {time}", &line[0..2], &line[2..4], &line[4..6]);
+            return Some((ts, rest));
         }
     }
     None
+}
+
+/// `H:MM:SS` or `HH:MM:SS` after optional spaces: the time as `HH:MM:SS` and what follows it.
+fn clock(s: &str) -> Option<(String, &str)> {
+    let rest = s.trim_start_matches(' ');
+    let time_len = rest.find(' ').unwrap_or(rest.len());
+    let parts: Vec<&str> = rest[..time_len].split(':').collect();
+    let ok = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|c| c.is_ascii_digit()));
+    ok.then(|| (format!("{:0>2}:{}:{}", parts[0], parts[1], parts[2]), &rest[time_len..]))
 }
 
 fn level_name(word: &str) -> String {
@@ -586,7 +558,7 @@ pub fn time_to_seconds(v: &str) -> Option<f64> {
 
 /// `yyyy-mm-dd hh:mm:ss` (UTC) of a unix time.
 fn utc_datetime(secs: u64) -> String {
-    crate::cluster_log::format_timestamp(UNIX_EPOCH + Duration::from_secs(secs)).replace('/', "-")
+    crate::cluster::log::format_timestamp(UNIX_EPOCH + Duration::from_secs(secs)).replace('/', "-")
 }
 
 /// The value of a `# Time:` line: `261128 19:29:48` (MariaDB) or `2026-11-28T19:29:48.1Z` (MySQL).
@@ -723,8 +695,8 @@ async fn slow_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> 
     let files = server_files(conn).await?;
     let server = req.server_name;
     if files.log_output.to_ascii_uppercase().contains("TABLE") {
-        conn.exec(UTC_SESSION).await?;
-        let (_, rows) = conn.rows(&format!("{SLOW_LOG_TABLE}{limit}")).await?;
+        conn.exec(sql::UTC_SESSION).await?;
+        let (_, rows) = conn.rows(&format!("{}{limit}", sql::SLOW_LOG_TABLE)).await?;
         return to_json(rows.iter().map(|r| slow_from_row(r)).collect::<Vec<_>>());
     }
     if !files.log_output.to_ascii_uppercase().contains("FILE") {
@@ -773,7 +745,7 @@ pub(crate) fn table_from_row(r: &[Option<String>]) -> TableView {
 }
 
 async fn tables(conn: &mut AdminConn, limit: usize) -> Result<Vec<TableView>, InfoError> {
-    let (_, rows) = conn.rows(&format!("{USER_TABLES}{limit}")).await?;
+    let (_, rows) = conn.rows(&format!("{}{limit}", sql::USER_TABLES)).await?;
     Ok(rows.iter().map(|r| table_from_row(r)).collect())
 }
 
@@ -798,9 +770,12 @@ Version: '10.11.19-MariaDB-0+deb12u1-log'  socket: '/tmp/x.sock'  port: 45500  D
 161128  9:01:02 [ERROR] old format line
 2026-11-28 19:30:00 0 [System] something
 2026-11-28 19:30:01 0 InnoDB: no level
+2026-12-05  2:29:02 0 [Note] before ten in the morning the hour is padded with a space
 ";
         let e = parse_error_log(text, "db1:3306");
-        assert_eq!(e.len(), 8);
+        assert_eq!(e.len(), 9);
+        assert_eq!(e[8].timestamp, "2026/12/05 02:29:02");
+        assert_eq!(e[8].text, "before ten in the morning the hour is padded with a space");
         assert_eq!(e[0].timestamp, "");
         assert_eq!(e[1].level, "INFO");
         assert_eq!(e[1].timestamp, "2026/11/28 19:29:22");

@@ -1,0 +1,552 @@
+//! `FailoverPlan`, `SwitchoverPlan`, `RejoinPlan`: the master-change decisions as pure functions
+//! of a cluster snapshot (servers as last probed, the replicated state, the configuration and
+//! the managers' votes). Each returns a typed plan of steps that the executor runs in order, or
+//! a [`PlanError`] with the alert code; nothing here does I/O, so every rule is table-tested.
+//! The election rules themselves are in [`crate::failover::planner`].
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::records::CrashRecord;
+use crate::cluster::server::ServerRuntime;
+use crate::cluster::state::ClusterState;
+use crate::cluster::topology::{same_server, ServerState};
+use crate::config::ClusterConfig;
+use crate::db::gtid::GtidPos;
+use crate::failover::planner::{self, Candidate, ElectionKind, ElectionRules, Gate, GateInput, NoCandidate};
+
+/// Why no plan: the alert code and a reason for the operator.
+pub type PlanError = NoCandidate;
+
+/// One step of a failover, in the order the executor runs them. Every step that changes a
+/// database is preceded by a leadership check in the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailoverStep {
+    /// Replicate the journal entry (`started`) before the first mutation.
+    JournalStarted,
+    /// The old master answers: `read_only`, client connections killed, its final GTID position
+    /// read. The candidate must then reach that position.
+    FenceOldMaster,
+    /// Wait (bounded) until the candidate has applied what it received, and the fenced master's
+    /// final position when there is one.
+    WaitApplied,
+    /// Stop and forget replication on the candidate.
+    DetachCandidate,
+    /// Open the candidate for writes (semi-sync master first when the cluster used it).
+    Promote { semi_sync: bool },
+    /// Replicate the journal entry (`promoted`): from here a new leader finishes the failover.
+    JournalPromoted,
+    /// Point another replica at the new master.
+    Repoint { server: usize },
+    /// Record the crash, bump the counter, close the journal (`done`).
+    Finish,
+}
+
+/// A failover decided on a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverPlan {
+    pub old_master: usize,
+    pub candidate: usize,
+    /// The replication domain compared (the old master's `gtid_domain_id`).
+    pub domain: u32,
+    /// Replicas passed over, with why.
+    pub skipped: Vec<(String, String)>,
+    /// GTID ranges the old master had at its last probe that the candidate had not received.
+    pub at_risk: Vec<String>,
+    pub steps: Vec<FailoverStep>,
+}
+
+/// A switchover decided on a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchoverPlan {
+    pub old_master: usize,
+    pub candidate: usize,
+    pub domain: u32,
+    pub skipped: Vec<(String, String)>,
+    /// The other replicas, repointed after the promotion.
+    pub repoint: Vec<usize>,
+}
+
+/// What to do with a returning old master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejoinPlan {
+    /// It holds nothing the new master lacks: make it a replica from its own position.
+    AsReplica { position: u64, received: u64 },
+    /// It is ahead by `extra`: roll those transactions back with flashback (then a dump if that
+    /// fails and `autorejoin-mysqldump` is on).
+    Flashback { extra: String, then_dump: bool },
+    /// It is ahead by `extra`: reload it from a dump of the new master.
+    Dump { extra: String },
+    /// It is ahead by `extra` and nothing may discard them: leave it read-only, quarantined.
+    Quarantine { extra: String },
+}
+
+/// The replication domain of master `m`: its `gtid_domain_id`.
+pub fn master_domain(st: &ClusterState, m: usize) -> u32 {
+    st.servers[m].snapshot.as_ref().map_or(0, |s| s.gtid_domain_id)
+}
+
+/// The election view of every replica of master `m`, compared in replication `domain`.
+/// `requested` (a switchover target) ranks first among preferred servers.
+pub fn candidates(st: &ClusterState, m: usize, domain: u32, requested: Option<usize>) -> Vec<Candidate> {
+    let cfg = &st.config;
+    let maddr = &st.servers[m].addr;
+    st.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != m)
+        .map(|(i, s)| {
+            let snap = s.snapshot.as_ref().filter(|_| s.is_up());
+            let repl = snap.and_then(|sn| sn.managed_replication(&cfg.replication_source_name));
+            Candidate {
+                index: i,
+                name: s.addr.to_string(),
+                reachable: snap.is_some(),
+                replicates_from_master: repl.is_some_and(|r| same_server(&r.source(), maddr)),
+                log_bin: snap.is_some_and(|sn| sn.log_bin),
+                io_running: repl.is_some_and(|r| r.io_running.eq_ignore_ascii_case("yes")),
+                sql_running: repl.is_some_and(|r| r.sql_running.eq_ignore_ascii_case("yes")),
+                received_seq: repl.map_or(0, |r| GtidPos::parse_lenient(&r.gtid_io_pos).seq_in(domain)),
+                applied_seq: snap.map_or(0, |sn| sn.gtid_current_pos.seq_in(domain).max(sn.gtid_slave_pos.seq_in(domain))),
+                seconds_behind: repl.and_then(|r| r.seconds_behind_master).or(s.last_delay),
+                configured_delay: repl.map_or(0, |r| r.sql_delay),
+                semi_sync_in_sync: snap.is_some_and(|sn| sn.semi_sync_slave_status),
+                maintenance: s.maintenance,
+                ignored: s.ignored,
+                prefered_rank: if requested == Some(i) { Some(0) } else { cfg.prefered_master.iter().position(|p| *p == s.addr) },
+            }
+        })
+        .collect()
+}
+
+/// True while replica `s` still receives from its source: IO thread running, and heartbeats or
+/// positions changed within a window longer than the heartbeat period (at least
+/// `failover-falsepositive-heartbeat-timeout`, and two ticks).
+pub fn hears_source(s: &ServerRuntime, cfg: &ClusterConfig, now: Instant) -> bool {
+    let Some(changed) = s.hear_changed_at else { return false };
+    let min_window = cfg.falsepositive_heartbeat_timeout.max(cfg.monitoring_ticker * 2);
+    let window = min_window.max(s.hear_period.mul_f64(1.5) + cfg.monitoring_ticker);
+    s.hear_io_running && now.saturating_duration_since(changed) <= window
+}
+
+/// The automatic-failover gate on a snapshot at `now` (unix seconds `now_unix`): master
+/// failed, replicas that still hear it, mode, limits.
+pub fn automatic_gate(st: &ClusterState, now: Instant, now_unix: u64) -> Gate {
+    let Some(m) = st.master else { return Gate::Idle };
+    let cfg = &st.config;
+    let master = &st.servers[m];
+    let hearing: Vec<String> = if cfg.falsepositive_heartbeat {
+        st.servers
+            .iter()
+            .filter(|s| {
+                hears_source(s, cfg, now)
+                    && s.snapshot
+                        .as_ref()
+                        .and_then(|sn| sn.managed_replication(&cfg.replication_source_name))
+                        .is_some_and(|r| same_server(&r.source(), &master.addr))
+            })
+            .map(|s| s.addr.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let since = (st.failover_last_time > 0).then(|| Duration::from_secs(now_unix.saturating_sub(st.failover_last_time)));
+    planner::automatic_gate(&GateInput {
+        mode: cfg.failover_mode,
+        master_failed: master.state == ServerState::Failed,
+        failover_limit: cfg.failover_limit,
+        failover_counter: st.failover_counter,
+        time_limit: Duration::from_secs(cfg.failover_time_limit),
+        since_last_failover: since,
+        replicas_hearing_master: hearing,
+    })
+}
+
+/// The managers' vote on a failed master: `answered` other managers answered, `failed` of them
+/// see it failed; this node sees it failed. Failover needs a strict majority of the voters.
+pub fn tally(master: &str, answered: usize, failed: usize) -> Gate {
+    let (voters, votes) = (answered + 1, failed + 1);
+    if votes * 2 > voters {
+        Gate::Go
+    } else {
+        Gate::Blocked {
+            code: "ERR00089",
+            reason: format!("Only {votes} of {voters} answering managers see master {master} failed: no failover without a majority"),
+        }
+    }
+}
+
+/// Plans a failover of the current master (dead or alive).
+///
+/// Refused when no replica may be promoted without losing data: the most advanced replica is
+/// unelectable, or a semi-sync replica that acknowledged the master's commits is unreachable
+/// while no reachable candidate was in sync (it may hold acknowledged writes no one else has).
+pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
+    let Some(m) = st.master else {
+        return Err(NoCandidate { code: "ERR00032", reason: "No master known in this cluster: nothing to fail over".to_string() });
+    };
+    let cfg = &st.config;
+    let old = &st.servers[m];
+    let domain = master_domain(st, m);
+    let cands = candidates(st, m, domain, None);
+    let rules = ElectionRules {
+        check_replication_state: cfg.check_replication_state,
+        max_slave_delay: cfg.failover_max_slave_delay,
+        require_semi_sync: cfg.failover_at_sync,
+    };
+    let election = planner::elect(&cands, &rules, ElectionKind::Failover, None)?;
+    let w = election.winner;
+
+    let master_waited_for_acks = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_status);
+    let winner_in_sync = cands.iter().any(|c| c.index == w && c.semi_sync_in_sync);
+    if master_waited_for_acks && !winner_in_sync {
+        let down_ackers: Vec<String> = st
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != m && !s.is_up() && s.snapshot.as_ref().is_some_and(|sn| sn.semi_sync_slave_status))
+            .map(|(_, s)| s.addr.to_string())
+            .collect();
+        if !down_ackers.is_empty() {
+            return Err(NoCandidate {
+                code: "ERR00090",
+                reason: format!(
+                    "Semi-sync replica(s) {} acknowledged the master's commits and are unreachable; {} was not in sync and may lack acknowledged transactions: no failover until one of them answers",
+                    down_ackers.join(", "),
+                    st.servers[w].addr
+                ),
+            });
+        }
+    }
+
+    let received = st.servers[w]
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.managed_replication(&cfg.replication_source_name))
+        .map(|r| GtidPos::parse_lenient(&r.gtid_io_pos))
+        .unwrap_or_default();
+    let at_risk = old
+        .snapshot
+        .as_ref()
+        .map(|s| {
+            s.gtid_binlog_pos
+                .ahead_of(&received)
+                .into_iter()
+                .map(|(g, base)| format!("{}-{}-{}..{}", g.domain_id, g.server_id, base + 1, g.seq_no))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
+    let mut steps = vec![FailoverStep::JournalStarted];
+    if old.is_up() {
+        steps.push(FailoverStep::FenceOldMaster);
+    }
+    steps.extend([FailoverStep::WaitApplied, FailoverStep::DetachCandidate, FailoverStep::Promote { semi_sync }, FailoverStep::JournalPromoted]);
+    steps.extend(repoint_targets(st, m, w).into_iter().map(|server| FailoverStep::Repoint { server }));
+    steps.push(FailoverStep::Finish);
+    Ok(FailoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, at_risk, steps })
+}
+
+/// The servers to repoint at a new master `w` replacing `m`: reachable, not in maintenance.
+pub fn repoint_targets(st: &ClusterState, m: usize, w: usize) -> Vec<usize> {
+    st.servers.iter().enumerate().filter(|(i, s)| *i != m && *i != w && s.is_up() && !s.maintenance).map(|(i, _)| i).collect()
+}
+
+/// Plans a switchover of a healthy master to `requested` (a server of the cluster) or to the
+/// best electable replica.
+pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<SwitchoverPlan, PlanError> {
+    let m = match st.master {
+        Some(m) if st.servers[m].is_up() && st.servers[m].state == ServerState::Master => m,
+        _ => return Err(NoCandidate { code: "ERR00032", reason: "Master failed".to_string() }),
+    };
+    if requested == Some(m) {
+        return Err(NoCandidate { code: "ERR00032", reason: format!("{} is already the master", st.servers[m].addr) });
+    }
+    let cfg = &st.config;
+    let domain = master_domain(st, m);
+    let rules = ElectionRules {
+        check_replication_state: cfg.check_replication_state,
+        max_slave_delay: cfg.failover_max_slave_delay,
+        require_semi_sync: cfg.switchover_at_sync,
+    };
+    let election = planner::elect(&candidates(st, m, domain, requested), &rules, ElectionKind::Switchover, requested)?;
+    let w = election.winner;
+    Ok(SwitchoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, repoint: repoint_targets(st, m, w) })
+}
+
+/// Decides how returning old master `i` rejoins, from its position and the crash record of the
+/// failover that replaced it.
+pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord) -> Option<RejoinPlan> {
+    let snap = st.servers[i].snapshot.as_ref()?;
+    let mine = snap.gtid_binlog_pos.seq_in(record.domain).max(snap.gtid_current_pos.seq_in(record.domain));
+    let received = GtidPos::parse_lenient(&record.elected_io_gtid).seq_in(record.domain);
+    if mine <= received {
+        return Some(RejoinPlan::AsReplica { position: mine, received });
+    }
+    let server_id = snap.gtid_binlog_pos.get(record.domain).map_or(snap.server_id, |g| g.server_id);
+    let extra = format!("{}-{server_id}-{}..{mine}", record.domain, received + 1);
+    let cfg = &st.config;
+    Some(if cfg.autorejoin_flashback {
+        RejoinPlan::Flashback { extra, then_dump: cfg.autorejoin_mysqldump }
+    } else if cfg.autorejoin_mysqldump {
+        RejoinPlan::Dump { extra }
+    } else {
+        RejoinPlan::Quarantine { extra }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::{Config, HostPort};
+    use crate::db::probe::{ReplicationStatus, ServerSnapshot};
+    use crate::db::sql::Flavor;
+
+    fn addr(i: usize) -> HostPort {
+        HostPort { host: "127.0.0.1".into(), port: 3310 + i as u16 }
+    }
+
+    fn snap(binlog: &str, slave_pos: &str) -> ServerSnapshot {
+        ServerSnapshot {
+            flavor: Flavor::MariaDB,
+            version: "10.11.19-MariaDB".into(),
+            hostname: "h".into(),
+            server_id: 1,
+            read_only: true,
+            gtid_binlog_pos: GtidPos::parse_lenient(binlog),
+            gtid_current_pos: GtidPos::parse_lenient(binlog),
+            gtid_slave_pos: GtidPos::parse_lenient(slave_pos),
+            gtid_executed: String::new(),
+            gtid_domain_id: 0,
+            gtid_strict_mode: true,
+            log_bin: true,
+            log_slave_updates: true,
+            binlog_format: "ROW".into(),
+            semi_sync_master_enabled: false,
+            semi_sync_slave_enabled: false,
+            semi_sync_master_status: false,
+            semi_sync_master_clients: 0,
+            semi_sync_slave_status: false,
+            slave_received_heartbeats: 0,
+            threads_connected: 1,
+            queries: 0,
+            uptime: 100,
+            replications: Vec::new(),
+            master_status: None,
+            binlog_dump_threads: 0,
+            taken_at: SystemTime::now(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// A replica of server 0 that received `io` and applied `applied`.
+    fn replica(io: &str, applied: &str) -> ServerSnapshot {
+        let mut s = snap(applied, applied);
+        s.replications.push(ReplicationStatus {
+            master_host: "127.0.0.1".into(),
+            master_port: 3310,
+            io_running: "Yes".into(),
+            sql_running: "Yes".into(),
+            seconds_behind_master: Some(0),
+            gtid_io_pos: io.into(),
+            gtid_slave_pos: applied.into(),
+            ..Default::default()
+        });
+        s
+    }
+
+    /// A cluster of `snaps.len()` servers; server 0 is the master; `None` = unreachable.
+    fn cluster(extra_keys: &str, snaps: Vec<Option<ServerSnapshot>>) -> ClusterState {
+        let hosts: Vec<String> = (0..snaps.len()).map(|i| addr(i).to_string()).collect();
+        let toml = format!("[c1]\ndb-servers-hosts = \"{}\"\n{extra_keys}\n", hosts.join(","));
+        let cfg = Config::from_toml_str(&toml, std::path::Path::new("test.toml"), &[]).expect("config").clusters.remove(0);
+        let mut st = ClusterState::new(cfg);
+        for (s, sn) in st.servers.iter_mut().zip(snaps) {
+            match sn {
+                Some(sn) => s.snapshot = Some(sn),
+                None => {
+                    s.last_error = Some("connection refused".into());
+                    s.state = ServerState::Failed;
+                }
+            }
+        }
+        st.master = Some(0);
+        st
+    }
+
+    fn master(binlog: &str) -> Option<ServerSnapshot> {
+        let mut s = snap(binlog, "");
+        s.read_only = false;
+        Some(s)
+    }
+
+    fn winner(st: &ClusterState) -> Result<usize, &'static str> {
+        plan_failover(st).map(|p| p.candidate).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn failover_plan_table() {
+        let behind_more = {
+            let mut r = replica("0-1-12", "0-1-12");
+            r.replications[0].seconds_behind_master = Some(600);
+            r
+        };
+        let sql_stopped = {
+            let mut r = replica("0-1-20", "0-1-15");
+            r.replications[0].sql_running = "No".into();
+            r.replications[0].seconds_behind_master = None;
+            r
+        };
+        let table: Vec<(&str, &str, Vec<Option<ServerSnapshot>>, Result<usize, &str>)> = vec![
+            ("most advanced by received GTID", "", vec![master("0-1-20"), Some(replica("0-1-18", "0-1-18")), Some(replica("0-1-20", "0-1-17"))], Ok(2)),
+            (
+                "multi-domain: the master's domain decides, not another domain's counter",
+                "",
+                vec![master("0-1-20,1-5-3"), Some(replica("0-1-19,1-5-900", "0-1-19,1-5-900")), Some(replica("0-1-20,1-5-3", "0-1-20,1-5-3"))],
+                Ok(2),
+            ),
+            (
+                "multi-domain: a tie in the master's domain goes to config order",
+                "",
+                vec![master("0-1-20,1-5-3"), Some(replica("0-1-20,1-5-1", "0-1-20,1-5-1")), Some(replica("0-1-20,1-5-3", "0-1-20,1-5-3"))],
+                Ok(1),
+            ),
+            (
+                "preferred wins a tie",
+                "db-servers-prefered-master = \"127.0.0.1:3312\"",
+                vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-20", "0-1-20"))],
+                Ok(2),
+            ),
+            (
+                "preferred but behind loses",
+                "db-servers-prefered-master = \"127.0.0.1:3312\"",
+                vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-19", "0-1-19"))],
+                Ok(1),
+            ),
+            (
+                "ignored most advanced: refused, never a less advanced one",
+                "db-servers-ignored-hosts = \"127.0.0.1:3312\"",
+                vec![master("0-1-20"), Some(replica("0-1-19", "0-1-19")), Some(replica("0-1-20", "0-1-20"))],
+                Err("ERR00037"),
+            ),
+            (
+                "ignored tie partner: the other wins",
+                "db-servers-ignored-hosts = \"127.0.0.1:3311\"",
+                vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-20", "0-1-20"))],
+                Ok(2),
+            ),
+            (
+                "lag above failover-max-slave-delay at the top: refused",
+                "failover-max-slave-delay = 30",
+                vec![master("0-1-20"), Some(replica("0-1-10", "0-1-10")), Some(behind_more.clone())],
+                Err("ERR00041"),
+            ),
+            (
+                "lag allowed when the delay check is off",
+                "failover-max-slave-delay = -1",
+                vec![master("0-1-20"), Some(replica("0-1-10", "0-1-10")), Some(behind_more)],
+                Ok(2),
+            ),
+            (
+                "SQL thread stopped at the top: refused",
+                "",
+                vec![master("0-1-20"), Some(replica("0-1-10", "0-1-10")), Some(sql_stopped)],
+                Err("ERR00042"),
+            ),
+            ("unreachable replica is not a candidate", "", vec![master("0-1-20"), None, Some(replica("0-1-19", "0-1-19"))], Ok(2)),
+            ("no reachable replica", "", vec![master("0-1-20"), None, None], Err("ERR00032")),
+        ];
+        for (name, keys, snaps, want) in table {
+            assert_eq!(winner(&cluster(keys, snaps)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_down_semi_sync_acker_blocks_a_less_safe_promotion() {
+        let mut m = master("0-1-30").unwrap();
+        m.semi_sync_master_enabled = true;
+        m.semi_sync_master_status = true;
+        let mut acker = replica("0-1-30", "0-1-30");
+        acker.semi_sync_slave_status = true;
+        let async_replica = replica("0-1-28", "0-1-28");
+        // The acker answers: it wins.
+        let st = cluster("", vec![Some(m.clone()), Some(async_replica.clone()), Some(acker.clone())]);
+        assert_eq!(winner(&st), Ok(2));
+        // The acker is down (last seen in sync): promoting the async replica could lose
+        // acknowledged commits, so the plan is refused.
+        let mut st = cluster("", vec![Some(m.clone()), Some(async_replica.clone()), Some(acker.clone())]);
+        st.servers[2].last_error = Some("connection refused".into());
+        let e = plan_failover(&st).unwrap_err();
+        assert_eq!(e.code, "ERR00090", "{}", e.reason);
+        assert!(e.reason.contains("127.0.0.1:3312"), "{}", e.reason);
+        // Another in-sync replica answers: it holds what was acknowledged, it may win.
+        let mut synced = async_replica.clone();
+        synced.semi_sync_slave_status = true;
+        synced.replications[0].gtid_io_pos = "0-1-30".into();
+        let mut st = cluster("", vec![Some(m), Some(synced), Some(acker)]);
+        st.servers[2].last_error = Some("connection refused".into());
+        assert_eq!(winner(&st), Ok(1));
+    }
+
+    #[test]
+    fn failover_steps_fence_a_live_master_and_wait_before_promoting() {
+        let st = cluster("", vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-19", "0-1-19"))]);
+        let p = plan_failover(&st).unwrap();
+        use FailoverStep::*;
+        assert_eq!(
+            p.steps,
+            vec![JournalStarted, FenceOldMaster, WaitApplied, DetachCandidate, Promote { semi_sync: false }, JournalPromoted, Repoint { server: 2 }, Finish]
+        );
+        // A dead master cannot be fenced on the server: the plan goes straight to the wait.
+        let mut st = st;
+        st.servers[0].last_error = Some("refused".into());
+        let p = plan_failover(&st).unwrap();
+        assert!(!p.steps.contains(&FenceOldMaster));
+        assert_eq!(p.steps.iter().position(|s| *s == WaitApplied), Some(1));
+        // What the old master had that the candidate never received is reported.
+        let st = cluster("", vec![master("0-1-25"), Some(replica("0-1-20", "0-1-20"))]);
+        assert_eq!(plan_failover(&st).unwrap().at_risk, vec!["0-1-21..25".to_string()]);
+    }
+
+    #[test]
+    fn switchover_plan_and_rejoin_plan() {
+        let st = cluster("", vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-20", "0-1-20"))]);
+        let mut st = st;
+        st.servers[0].state = ServerState::Master;
+        assert_eq!(plan_switchover(&st, Some(2)).map(|p| (p.candidate, p.repoint)), Ok((2, vec![1])));
+        assert_eq!(plan_switchover(&st, Some(0)).map_err(|e| e.code), Err("ERR00032"));
+        st.servers[0].last_error = Some("down".into());
+        assert_eq!(plan_switchover(&st, None).map_err(|e| e.reason), Err("Master failed".to_string()));
+
+        let record = CrashRecord { domain: 0, elected_io_gtid: "0-1-20".into(), ..Default::default() };
+        let mut st = cluster("", vec![Some(snap("0-1-20", "")), Some(replica("0-1-20", "0-1-20"))]);
+        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::AsReplica { position: 20, received: 20 }));
+        st.servers[0].snapshot = Some(snap("0-1-22", ""));
+        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        let st = cluster("autorejoin-flashback = true\nautorejoin-mysqldump = true", vec![Some(snap("0-1-22", "")), None]);
+        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Flashback { extra: "0-1-21..22".into(), then_dump: true }));
+        let st = cluster("autorejoin-mysqldump = true", vec![Some(snap("0-1-22", "")), None]);
+        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Dump { extra: "0-1-21..22".into() }));
+    }
+
+    #[test]
+    fn hearing_window_and_votes() {
+        let st = cluster("", vec![master("0-1-1"), Some(replica("0-1-1", "0-1-1"))]);
+        let mut s = st.servers[1].clone();
+        let now = Instant::now();
+        assert!(!hears_source(&s, &st.config, now), "no evidence yet");
+        s.hear_changed_at = Some(now);
+        s.hear_io_running = true;
+        assert!(hears_source(&s, &st.config, now));
+        assert!(!hears_source(&s, &st.config, now + Duration::from_secs(3600)), "evidence too old");
+        s.hear_io_running = false;
+        assert!(!hears_source(&s, &st.config, now), "IO thread stopped");
+
+        assert_eq!(tally("m", 0, 0), Gate::Go, "alone");
+        assert_eq!(tally("m", 2, 1), Gate::Go, "2 of 3");
+        assert!(matches!(tally("m", 2, 0), Gate::Blocked { code: "ERR00089", .. }), "1 of 3");
+        assert!(matches!(tally("m", 1, 0), Gate::Blocked { .. }), "1 of 2 is no majority");
+    }
+}

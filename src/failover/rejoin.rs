@@ -1,0 +1,148 @@
+//! Rejoin of a returning old master: as a replica when it holds nothing the new master lacks,
+//! otherwise rolled back (flashback) or reloaded (dump) when allowed, else left read-only and
+//! quarantined with its extra GTIDs reported.
+
+use std::time::Duration;
+
+use replication_manager_api::ActionError;
+
+use crate::cluster::log::Level;
+use crate::cluster::records::CrashRecord;
+use crate::config::{ClusterConfig, HostPort};
+use crate::db::sql::{self, Flavor};
+use crate::failover::executor::FailoverExecutor;
+use crate::failover::plan::{self, RejoinPlan};
+
+/// How long a reload by dump (or a flashback) may take.
+pub const DUMP_DEADLINE: Duration = Duration::from_secs(1800);
+
+impl FailoverExecutor<'_> {
+    /// Rejoins a returning old master `i` as [`plan::plan_rejoin`] decides: as a replica when
+    /// it holds nothing the new master lacks; otherwise rolled back or reloaded when allowed,
+    /// else left read-only with its extra GTIDs reported (409).
+    pub async fn rejoin(&self, i: usize, record: &CrashRecord) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let Some(m) = st.master else { return Err(ActionError::new(409, "no master to rejoin")) };
+        let srv = st.servers[i].clone();
+        let Some(snap) = srv.snapshot.clone() else { return Err(ActionError::new(409, "server is down")) };
+        let Some(decision) = plan::plan_rejoin(&st, i, record) else { return Err(ActionError::new(409, "server is down")) };
+        let new_master = st.servers[m].addr.clone();
+        match decision {
+            RejoinPlan::Flashback { extra, then_dump } => {
+                self.log(
+                    Level::Warn,
+                    &format!("Old master {} is ahead ({extra}): rolling its extra transactions back (autorejoin-flashback)", srv.addr),
+                );
+                match self.rejoin_by_flashback(&cfg, &srv.addr, snap.flavor, &new_master, record).await {
+                    Ok(msg) => Ok(msg),
+                    Err(e) if then_dump => {
+                        self.log(Level::Error, &format!("Flashback of {} failed, trying a dump: {}", srv.addr, e.message));
+                        self.reseed_by_dump(&cfg, &srv.addr, snap.flavor, &new_master).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            RejoinPlan::Dump { extra } => {
+                self.log(
+                    Level::Warn,
+                    &format!("Old master {} is ahead ({extra}): reloading it from {new_master} with a dump (autorejoin-mysqldump)", srv.addr),
+                );
+                self.reseed_by_dump(&cfg, &srv.addr, snap.flavor, &new_master).await
+            }
+            RejoinPlan::Quarantine { extra } => {
+                // Never writable, never rejoined silently.
+                let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
+                self.mutate(&mut c, "keep ahead old master read-only", sql::READ_ONLY_ON).await?;
+                c.close().await;
+                Err(ActionError::new(
+                    409,
+                    format!(
+                        "Old master {} holds transactions the new master {new_master} never received ({extra}); left read-only, not rejoined (enable autorejoin-flashback or autorejoin-mysqldump, or resolve by hand)",
+                        srv.addr
+                    ),
+                ))
+            }
+            RejoinPlan::AsReplica { position, received } => {
+                let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
+                self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+                if snap.semi_sync_master_enabled {
+                    self.mutate(&mut c, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
+                }
+                c.close().await;
+                {
+                    // Runs beside the monitor: if a failover changed the master meanwhile, stop
+                    // here and let the next tick decide again.
+                    let now = self.shared.read();
+                    if now.in_failover || now.master != Some(m) {
+                        return Err(ActionError::new(503, format!("master changed while rejoining {}: retried next tick", srv.addr)));
+                    }
+                }
+                let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
+                self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+                c.close().await;
+                self.repoint(&cfg, &srv.addr, snap.flavor, &new_master).await?;
+                let msg = format!("Rejoined old master {} as a replica of {new_master} (position {position} <= {received})", srv.addr);
+                self.log(Level::Info, &msg);
+                Ok(msg)
+            }
+        }
+    }
+
+    /// Reloads `addr` from a consistent dump of `master` and makes it a replica from the dump's
+    /// GTID position. Its own extra transactions are discarded (binary log reset).
+    pub async fn reseed_by_dump(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, master: &HostPort) -> Result<String, ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+        self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
+        let mut mc = self.admin(cfg, master, flavor).await?;
+        let dbs = mc.column(sql::USER_SCHEMAS).await?;
+        let fallback_pos = mc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
+        mc.close().await;
+        self.coord.check("load dump").await.map_err(|w| ActionError::new(503, w))?;
+        let pos = if dbs.is_empty() {
+            fallback_pos
+        } else {
+            crate::db::tools::copy_databases(&cfg.db_credential, master, addr, &dbs, DUMP_DEADLINE)
+                .await
+                .map_err(|e| ActionError::new(500, format!("reseed of {addr} from {master} failed: {e:#}")))?
+        };
+        self.mutate(&mut c, "replica position from dump", &sql::set_slave_pos(&pos)).await?;
+        c.close().await;
+        self.repoint(cfg, addr, flavor, master).await?;
+        let msg = format!("Reloaded {addr} from {master} ({} databases) and replicating from GTID {pos}", dbs.len());
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+
+    /// Rolls back the transactions `addr` wrote after the position the new master received
+    /// (crash record), then makes it a replica from that position.
+    async fn rejoin_by_flashback(
+        &self,
+        cfg: &ClusterConfig,
+        addr: &HostPort,
+        flavor: Flavor,
+        master: &HostPort,
+        record: &CrashRecord,
+    ) -> Result<String, ActionError> {
+        let mut c = self.admin(cfg, addr, flavor).await?;
+        self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
+        self.coord.check("flashback").await.map_err(|w| ActionError::new(503, w))?;
+        crate::db::tools::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE)
+            .await
+            .map_err(|e| ActionError::new(500, format!("flashback of {addr} failed: {e:#}")))?;
+        // Its binary log still holds the rolled-back GTIDs: discard it, or replicating the new
+        // master's transactions would break GTID strict ordering.
+        self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
+        self.mutate(&mut c, "replica position from crash record", &sql::set_slave_pos(&record.elected_io_gtid)).await?;
+        c.close().await;
+        self.repoint(cfg, addr, flavor, master).await?;
+        let msg = format!("Rolled back {addr} to {} with flashback and rejoined it to {master}", record.elected_io_gtid);
+        self.log(Level::Info, &msg);
+        Ok(msg)
+    }
+}

@@ -1,0 +1,219 @@
+//! Switchover: fence the live master (read_only, drain, kill, global read lock), let the
+//! candidate reach the master's final GTID position, promote it, and make the old master its
+//! replica. A failure before the promotion is undone.
+
+use std::time::Duration;
+
+use replication_manager_api::ActionError;
+
+use crate::cluster::log::Level;
+use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT};
+use crate::cluster::topology::ServerState;
+use crate::config::{ClusterConfig, HostPort};
+use crate::db::conn::AdminConn;
+use crate::db::sql::{self, Flavor};
+use crate::cluster::records::{OpKind, OpStatus};
+use crate::failover::executor::{now_unix, old_flavor, op_id, FailoverExecutor, InFailover};
+use crate::failover::plan;
+
+impl FailoverExecutor<'_> {
+    /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
+    /// old master its replica. Any failure before the promotion is undone.
+    pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> Result<String, ActionError> {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        let requested = match prefmaster.map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => match st.find_server(p) {
+                Some(i) => Some(i),
+                None => return Err(ActionError::new(400, format!("prefmaster {p} is not a server of this cluster"))),
+            },
+        };
+        let plan = plan::plan_switchover(&st, requested).map_err(|e| {
+            self.log(Level::Error, &format!("Switchover refused ({}): {}", e.code, e.reason));
+            let status = if e.reason == "Master failed" || requested == st.master { 400 } else { 409 };
+            ActionError::new(status, if status == 400 { e.reason } else { format!("{}: {}", e.code, e.reason) })
+        })?;
+        let (m, w, domain) = (plan.old_master, plan.candidate, plan.domain);
+        let old = st.servers[m].clone();
+        let Some(old_snap) = old.snapshot.clone() else { return Err(ActionError::new(400, "Master failed")) };
+        let cand = st.servers[w].clone();
+        let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+
+        let mut oldc = self.admin(&cfg, &old.addr, old_snap.flavor).await?;
+        let long = oldc.value(&sql::long_writes(cfg.switchover_wait_write_query), Duration::from_secs(5)).await?;
+        if long.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0 {
+            let msg = format!(
+                "Long updates running on master {}: writes or transactions older than {} s; cannot switchover",
+                old.addr, cfg.switchover_wait_write_query
+            );
+            self.log(Level::Error, &msg);
+            return Err(ActionError::new(409, msg));
+        }
+        let _busy = InFailover::enter(self.shared)?;
+        self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+        let mut record = CrashRecord {
+            id: op_id("switchover"),
+            old_master: old.addr.to_string(),
+            elected_master: cand.addr.to_string(),
+            old_master_semi_sync: old_snap.semi_sync_master_status,
+            elected_semi_sync: cand.snapshot.as_ref().is_some_and(|s| s.semi_sync_slave_status),
+            domain,
+            unix_timestamp: now_unix(),
+            switchover: true,
+            trigger: trigger.to_string(),
+            semi_sync_cluster: old_snap.semi_sync_master_enabled,
+            ..Default::default()
+        };
+        let mut journal = self.new_journal(OpKind::Switchover, trigger, &old.addr, &cand.addr, record.clone());
+        self.journal(&journal).await?;
+
+        // 1. Fence the old master: no new write is accepted from here on.
+        self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await?;
+        let fenced = self.fence_and_read_position(&cfg, &mut oldc).await;
+        let pos = match fenced {
+            Ok(pos) => pos,
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await),
+        };
+        self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
+
+        // 2. Candidate catches up, then is promoted.
+        let mut candc = match self.admin(&cfg, &cand.addr, cand_flavor).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into(), &mut journal).await),
+        };
+        let catchup = cfg.switchover_wait_catch;
+        let wait = sql::master_gtid_wait(&pos, catchup.as_secs());
+        match candc.value(&wait, catchup + Duration::from_secs(5)).await {
+            Ok(Some(v)) if v == "0" => {}
+            Ok(v) => {
+                let e = ActionError::new(500, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr));
+                return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
+            }
+            Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into(), &mut journal).await),
+        }
+        if let Err(e) = self.mutate(&mut candc, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await {
+            return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
+        }
+        // Past this point the candidate forgets its source: forward only.
+        self.mutate(&mut candc, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+        candc.close().await;
+        record.old_master_gtid = pos.clone();
+        record.elected_io_gtid = pos.clone();
+        self.promote(&cfg, w, old_snap.semi_sync_master_enabled, &mut record).await?;
+        journal.status = OpStatus::Promoted;
+        journal.evidence = record.clone();
+        self.shared.write().intent = Some(cand.addr.clone());
+        self.journal(&journal).await?;
+
+        // 3. The old master becomes a replica of the new one.
+        let cm = Self::change_master_sql(&cfg, &cand.addr);
+        let demote = async {
+            // read_only stays on: releasing the lock lets no application write in, and
+            // replication statements cannot run while this session holds it.
+            self.mutate(&mut oldc, "release lock", sql::UNLOCK_TABLES).await?;
+            if old_snap.semi_sync_master_enabled {
+                self.mutate(&mut oldc, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
+            }
+            self.mutate(&mut oldc, "stop replication", &sql::stop_slave(&cfg.replication_source_name)).await?;
+            self.mutate(&mut oldc, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+            self.mutate(&mut oldc, "change master", &sql::change_master(old_snap.flavor, &cm)).await?;
+            self.mutate(&mut oldc, "start replication", &sql::start_slave(&cfg.replication_source_name)).await
+        };
+        let demoted = demote.await;
+        oldc.close().await;
+        match &demoted {
+            Ok(()) => self.log(Level::Info, &format!("Old master {} now replicates from {}", old.addr, cand.addr)),
+            Err(e) => self.log(Level::Error, &format!("Old master {} could not be demoted: {}", old.addr, e.message)),
+        }
+
+        // 4. The other replicas follow.
+        for &i in &plan.repoint {
+            let s = &st.servers[i];
+            if cfg.switchover_slave_wait_catch {
+                if let Ok(mut c) = self.admin(&cfg, &s.addr, old_flavor(s)).await {
+                    let wait = sql::master_gtid_wait(&pos, cfg.switchover_wait_catch.as_secs());
+                    if c.value(&wait, cfg.switchover_wait_catch + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
+                        self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));
+                    }
+                    c.close().await;
+                }
+            }
+            // Failures are logged by repoint_server; the next ticks show the replica's state.
+            let _ = self.repoint_server(&cfg, i, &cand.addr).await;
+        }
+
+        {
+            let mut st = self.shared.write();
+            st.crashes.push(record);
+            let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
+            st.crashes.drain(..excess);
+            st.master = Some(w);
+            st.servers[w].state = ServerState::Master;
+            st.log(Level::Warn, "failover", &format!("Master switch on {} complete (switchover)", cand.addr));
+        }
+        journal.status = OpStatus::Done;
+        journal.evidence = self.shared.read().crashes.last().cloned().unwrap_or_default();
+        self.journal(&journal).await?;
+        demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
+            ActionError::new(500, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
+        })
+    }
+
+    /// After read_only: drain writes for `switchover-wait-kill`, kill client connections, take
+    /// the global read lock with a short lock wait, and read the final GTID position.
+    async fn fence_and_read_position(&self, cfg: &ClusterConfig, oldc: &mut AdminConn) -> Result<String, ActionError> {
+        let drain_until = std::time::Instant::now() + cfg.switchover_wait_kill;
+        loop {
+            let busy = oldc.value(&sql::long_writes(0), Duration::from_secs(5)).await?;
+            if busy.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) == 0 || std::time::Instant::now() >= drain_until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.kill_clients(oldc).await?;
+        self.mutate(oldc, "lock wait bound", &sql::lock_wait_timeout(cfg.switchover_wait_trx)).await?;
+        let t = Duration::from_secs(cfg.switchover_wait_trx + 2);
+        self.coord.check("flush tables with read lock").await.map_err(|w| ActionError::new(503, w))?;
+        oldc.exec_within(sql::FLUSH_TABLES_WITH_READ_LOCK, t).await.map_err(|e| {
+            ActionError::new(500, format!("Long running transaction on master, no read lock within {} s: {e}", cfg.switchover_wait_trx))
+        })?;
+        let pos = oldc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
+        Ok(pos)
+    }
+
+    /// Undoes a switchover that failed before the promotion: the candidate replicates again and
+    /// the old master is unlocked and writable. Returns the error to report.
+    async fn undo_switchover(
+        &self,
+        mut oldc: AdminConn,
+        candc: Option<AdminConn>,
+        old: &HostPort,
+        cause: ActionError,
+        journal: &mut JournalEntry,
+    ) -> ActionError {
+        let src = self.shared.read().config.replication_source_name.clone();
+        if let Some(mut c) = candc {
+            if let Err(e) = c.exec(&sql::start_slave(&src)).await {
+                tracing::warn!(error = %e, "undo: start replication on candidate");
+            }
+            c.close().await;
+        }
+        let mut undo_errors = Vec::new();
+        for stmt in [sql::UNLOCK_TABLES, sql::READ_ONLY_OFF] {
+            if let Err(e) = oldc.exec(stmt).await {
+                undo_errors.push(e.to_string());
+            }
+        }
+        oldc.close().await;
+        let msg = if undo_errors.is_empty() {
+            format!("Switchover cancelled and undone ({old} writable again): {}", cause.message)
+        } else {
+            format!("Switchover cancelled; undo incomplete on {old} ({}): {}", undo_errors.join("; "), cause.message)
+        };
+        self.log(Level::Error, &msg);
+        journal.status = OpStatus::RolledBack;
+        let _ = self.journal(journal).await;
+        ActionError::new(cause.status.max(500), msg)
+    }
+}

@@ -1,0 +1,383 @@
+//! `ClusterMonitor`: the per-cluster loop. Every `monitoring-ticker` it probes every server
+//! concurrently (each probe bounded by `db-servers-connect-timeout`) and applies the round to
+//! the shared [`ClusterState`]; on the active leader it then takes the automatic decisions
+//! (resume an interrupted operation, fail over a dead master, rejoin an old master).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use replication_manager_api::{Action, ActionError, ActionResult};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::cluster::log::Level;
+use crate::cluster::records::{CrashRecord, JournalEntry};
+use crate::cluster::state::{ClusterState, SharedCluster};
+use crate::cluster::topology::{Problem, ServerState};
+use crate::db::probe::{ProbeError, ServerProbe, ServerSnapshot};
+use crate::failover::executor::FailoverExecutor;
+use crate::failover::plan;
+use crate::failover::planner::Gate;
+use crate::failover::AUTOMATIC;
+use crate::group::{Coordinator, ManagerGroup};
+
+mod actions;
+
+use actions::{ActionTask, SlotGuard};
+
+
+/// A request for the monitor task, answered on `reply`.
+pub struct ClusterCommand {
+    pub action: Action,
+    /// Who asked (API user, and the node that forwarded the request), for the journal.
+    pub requester: String,
+    pub reply: oneshot::Sender<ActionResult>,
+}
+
+/// The loop that probes one cluster and acts on it.
+pub struct ClusterMonitor {
+    shared: Arc<SharedCluster>,
+    probes: Vec<ServerProbe>,
+    ticker: Duration,
+    probe_deadline: Duration,
+    /// The config generation the probes were built for.
+    generation: u64,
+    commands: mpsc::Receiver<ClusterCommand>,
+    group: Arc<ManagerGroup>,
+    env: Arc<MonitorEnv>,
+    /// Servers whose rejoin task runs now.
+    rejoining: Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
+    /// Set while an API action of this cluster runs (one at a time).
+    action_slot: Arc<AtomicBool>,
+    /// Probe rounds (started, completed): an action waits on it for a fresh round.
+    rounds: watch::Sender<(u64, u64)>,
+    /// An action asks for a probe round now.
+    round_now: Arc<Notify>,
+}
+
+/// What every cluster monitor shares: where the configuration came from (for reloads) and
+/// the job registry (backups, optimize).
+pub struct MonitorEnv {
+    /// `monitoring-datadir` (instances of the local orchestrator live under it).
+    pub datadir: std::path::PathBuf,
+    pub config_source: Option<std::path::PathBuf>,
+    pub cli_overrides: Vec<(String, String)>,
+    pub jobs: Arc<crate::actions::jobs::JobRegistry>,
+}
+
+impl ClusterMonitor {
+    pub fn new(
+        shared: Arc<SharedCluster>,
+        commands: mpsc::Receiver<ClusterCommand>,
+        group: Arc<ManagerGroup>,
+        env: Arc<MonitorEnv>,
+    ) -> ClusterMonitor {
+        let mut m = ClusterMonitor {
+            shared,
+            probes: Vec::new(),
+            ticker: Duration::from_secs(1),
+            probe_deadline: Duration::from_secs(1),
+            generation: u64::MAX,
+            commands,
+            group,
+            env,
+            rejoining: Arc::default(),
+            action_slot: Arc::default(),
+            rounds: watch::Sender::new((0, 0)),
+            round_now: Arc::default(),
+        };
+        m.rebuild_probes();
+        m
+    }
+
+    /// (Re)creates one probe per server from the current configuration.
+    fn rebuild_probes(&mut self) {
+        let st = self.shared.read();
+        let cfg = &st.config;
+        self.probes = st
+            .servers
+            .iter()
+            .map(|s| ServerProbe::new(s.addr.clone(), cfg.db_credential.clone(), cfg.connect_timeout))
+            .collect();
+        self.ticker = cfg.monitoring_ticker;
+        // Connect, then the statements: each bounded by the timeout, the whole by twice it.
+        self.probe_deadline = cfg.connect_timeout * 2;
+        self.generation = st.config_generation;
+    }
+
+    fn executor(&self) -> FailoverExecutor<'_> {
+        FailoverExecutor { shared: &self.shared, coord: self.group.as_ref() }
+    }
+
+    /// Runs until `shutdown` turns true. A tick starts every `monitoring-ticker`, or right after
+    /// the previous one when probing took longer. Actions run as tasks of their own beside the
+    /// loop, one at a time per cluster, so ticks never wait for them.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.shared.read().config.name.clone();
+        tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
+        let mut next_tick = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_tick.into()) => {
+                    let started = Instant::now();
+                    let paused = self.shared.read().config.monitoring_pause;
+                    if !paused {
+                        self.tick().await;
+                    }
+                    next_tick = started + self.ticker;
+                }
+                _ = self.round_now.notified() => {
+                    // An action wants current positions: a probe round now, no decisions.
+                    self.refresh().await;
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.dispatch(cmd),
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        for p in &mut self.probes {
+            p.close().await;
+        }
+        tracing::info!(cluster = %name, "monitor stopped");
+    }
+
+    /// Starts `cmd` as a supervised task with its deadline, unless another action of this
+    /// cluster runs (409) or this node is not the active leader (503). The reply goes to the
+    /// requester when the task ends.
+    fn dispatch(&self, cmd: ClusterCommand) {
+        let name = self.shared.read().config.name.clone();
+        tracing::info!(cluster = %name, action = ?cmd.action, requester = %cmd.requester, "action requested");
+        if !self.group.is_active() {
+            let (term, node) = self.group.epoch();
+            let _ = cmd.reply.send(Err(ActionError::new(503, format!("node {node} is not the active leader (term {term}): action not run"))));
+            return;
+        }
+        if self.action_slot.swap(true, Ordering::AcqRel) {
+            let _ = cmd.reply.send(Err(ActionError::new(409, format!("Cancel: another action is running on cluster {name}"))));
+            return;
+        }
+        let guard = SlotGuard(self.action_slot.clone());
+        let task = ActionTask {
+            shared: self.shared.clone(),
+            group: self.group.clone(),
+            env: self.env.clone(),
+            rounds: self.rounds.subscribe(),
+            round_now: self.round_now.clone(),
+        };
+        let deadline = actions::deadline(&cmd.action);
+        let label = format!("{:?}", cmd.action);
+        let work = tokio::spawn(async move {
+            let _guard = guard;
+            let result = match tokio::time::timeout(deadline, task.handle(cmd.action, &cmd.requester)).await {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::new(504, format!("the action did not finish within its deadline of {} s", deadline.as_secs()))),
+            };
+            let _ = cmd.reply.send(result);
+        });
+        // Supervision: a panicking action is reported (its slot is freed by the guard).
+        tokio::spawn(async move {
+            if let Err(e) = work.await {
+                tracing::error!(cluster = %name, action = %label, error = %e, "action task failed");
+            }
+        });
+    }
+
+    /// One probe round (every node), then the automatic decisions (the active leader only).
+    async fn tick(&mut self) {
+        // On the leader, a fresh quorum round first: it also guarantees this node applied every
+        // committed decision before it reads them and acts on them.
+        let active = self.group.is_active() && self.group.check("monitor tick").await.is_ok();
+        self.refresh().await;
+        if !active {
+            // A standby never decides: its alerts show no failover blockers of its own.
+            let mut st = self.shared.write();
+            if !st.blockers.is_empty() {
+                st.blockers.clear();
+                st.publish_problems();
+            }
+            return;
+        }
+        self.resume_interrupted().await;
+        self.check_automatic_failover().await;
+        self.check_rejoin().await;
+    }
+
+    /// Finishes or rolls back operations a previous leader left open in the journal. They are
+    /// not subject to the failover gate: a counter must never stop completing a failover that
+    /// already promoted a new master.
+    async fn resume_interrupted(&mut self) {
+        if self.shared.read().in_failover {
+            // The operation in the journal is running now (an action task): not interrupted.
+            return;
+        }
+        let open: Vec<JournalEntry> = self.shared.read().journal.iter().filter(|j| j.is_open()).cloned().collect();
+        for j in open {
+            if let Err(e) = self.executor().resume(j.clone()).await {
+                let mut st = self.shared.write();
+                st.log(Level::Error, "failover", &format!("Resuming {} failed: {}", j.op_id, e.message));
+            }
+        }
+    }
+
+    /// A probe round on top of the replicated decisions (also before an action, so it decides
+    /// on current positions).
+    async fn refresh(&mut self) {
+        let name = self.shared.read().config.name.clone();
+        let replicated = self.group.load(&name);
+        let generation = {
+            let mut st = self.shared.write();
+            st.sync_replicated(replicated);
+            st.config_generation
+        };
+        if generation != self.generation {
+            for p in &mut self.probes {
+                p.close().await;
+            }
+            self.rebuild_probes();
+        }
+        self.rounds.send_modify(|r| r.0 += 1);
+        let results = self.probe_all().await;
+        {
+            let mut st = self.shared.write();
+            if results.len() == st.servers.len() {
+                st.apply_round(results);
+            }
+        }
+        self.rounds.send_modify(|r| r.1 += 1);
+    }
+
+    async fn check_automatic_failover(&mut self) {
+        let gate = {
+            let st = self.shared.read();
+            plan::automatic_gate(&st, Instant::now(), ClusterState::now_unix())
+        };
+        let gate = match gate {
+            Gate::Go => self.agreement().await,
+            other => other,
+        };
+        let blockers = match &gate {
+            Gate::Blocked { code, reason } => vec![Problem { code, desc: reason.clone(), server: None }],
+            Gate::Go => match self.executor().failover(AUTOMATIC).await {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }],
+            },
+            Gate::Idle => Vec::new(),
+        };
+        // Published only when it changes: a refusal repeated every tick is logged once.
+        let mut st = self.shared.write();
+        if st.blockers != blockers {
+            st.blockers = blockers;
+            st.publish_problems();
+        }
+    }
+
+    /// The other managers' view (see [`plan::tally`]). Unreachable managers abstain.
+    async fn agreement(&self) -> Gate {
+        let (name, master) = {
+            let st = self.shared.read();
+            let Some(m) = st.master else { return Gate::Idle };
+            (st.config.name.clone(), st.servers[m].addr.to_string())
+        };
+        let (answered, failed) = self.group.failed_votes(&name, &master).await;
+        let gate = plan::tally(&master, answered, failed);
+        if gate == Gate::Go && answered > 0 {
+            let msg = format!("{} of {} answering managers see master {master} failed: failing over", failed + 1, answered + 1);
+            self.shared.write().log(Level::Info, "failover", &msg);
+        }
+        gate
+    }
+
+    /// Rejoins returning old masters (`autorejoin`), or quarantines the ones ahead.
+    async fn check_rejoin(&mut self) {
+        {
+            // A quarantined server that was fixed (replicating again, or gone) leaves quarantine.
+            let mut st = self.shared.write();
+            let before = st.quarantined.len();
+            let states: Vec<ServerState> = st.servers.iter().map(|s| s.state).collect();
+            st.quarantined.retain(|i, _| states.get(*i) == Some(&ServerState::StandAlone));
+            if st.quarantined.len() != before {
+                st.publish_problems();
+            }
+        }
+        let todo: Vec<(usize, CrashRecord)> = {
+            let st = self.shared.read();
+            if !st.config.autorejoin || st.in_failover {
+                return;
+            }
+            let Some(m) = st.master else { return };
+            if !st.servers[m].is_up() {
+                return;
+            }
+            st.servers
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    *i != m
+                        && s.is_up()
+                        && !s.maintenance
+                        && s.state == ServerState::StandAlone
+                        && !st.quarantined.contains_key(i)
+                })
+                .filter_map(|(i, s)| st.crash_of(&s.addr).map(|c| (i, c.clone())))
+                .collect()
+        };
+        for (i, record) in todo {
+            // A rejoin may reload a server (flashback, dump): it runs beside the monitor, so
+            // detection goes on meanwhile; one rejoin per server at a time.
+            if !self.rejoining.lock().unwrap_or_else(|e| e.into_inner()).insert(i) {
+                continue;
+            }
+            let (shared, group, rejoining) = (self.shared.clone(), self.group.clone(), self.rejoining.clone());
+            tokio::spawn(async move {
+                let ex = FailoverExecutor { shared: &shared, coord: group.as_ref() };
+                let result = ex.rejoin(i, &record).await;
+                {
+                    let mut st = shared.write();
+                    match result {
+                        Ok(_) => {
+                            st.quarantined.remove(&i);
+                        }
+                        Err(e) if e.status == 409 => {
+                            let addr = st.servers[i].addr.clone();
+                            st.quarantined.insert(i, Problem { code: "ERR00070", desc: e.message.clone(), server: Some(addr.to_string()) });
+                        }
+                        Err(e) => {
+                            let msg = format!("Rejoin of {} failed: {}", st.servers[i].addr, e.message);
+                            st.log(Level::Error, "rejoin", &msg);
+                        }
+                    }
+                    st.publish_problems();
+                }
+                rejoining.lock().unwrap_or_else(|e| e.into_inner()).remove(&i);
+            });
+        }
+    }
+
+    async fn probe_all(&mut self) -> Vec<Result<ServerSnapshot, ProbeError>> {
+        let deadline = self.probe_deadline;
+        let rounds = self.probes.iter_mut().map(|p| async move {
+            match tokio::time::timeout(deadline, p.probe()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // The probe future was dropped mid-statement: its connection is gone with it.
+                    Err(ProbeError::StatementTimeout { statement: "probe".to_string(), after: deadline })
+                }
+            }
+        });
+        futures::future::join_all(rounds).await
+    }
+}
+
+/// Sends `action` to a cluster's monitor and waits for the outcome.
+pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> ActionResult {
+    let (reply, rx) = oneshot::channel();
+    tx.send(ClusterCommand { action, requester, reply })
+        .await
+        .map_err(|_| ActionError::new(503, "the cluster monitor is stopping"))?;
+    rx.await.map_err(|_| ActionError::new(500, "the cluster monitor stopped before answering"))?
+}
