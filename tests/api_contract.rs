@@ -148,7 +148,7 @@ async fn bad_input_gets_clear_answers() {
         ("/api/clusters/nope/actions/switchover".to_string(), 500, "No Cluster"),
         ("/api/clusters/nope/settings".to_string(), 500, "No cluster"),
         (format!("/api/clusters/{CLUSTER}/servers/db0/processlist"), 500, "503 -Not a Valid Server!"),
-        (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 500, "Server Not Found"),
+        (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 404, "Server Not Found"),
         (format!("/api/clusters/{CLUSTER}/servers/{}/processlist?limit=0", sb.addr(1)), 400, "Bad parameter limit=0: expected 1 to 10000"),
         (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/notaport"), 400, r#"{"msg":"Bad port notaport"}"#),
         (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/{}", sb.port(1)), 409, ""),

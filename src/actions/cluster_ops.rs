@@ -1,20 +1,19 @@
 //! Cluster-wide operations that are not a master change: bootstrap of a fresh topology,
 //! replication cleanup, the failover counter reset, and maintenance flags.
 
-use replication_manager_api::ActionError;
-
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::db::sql::{self, Flavor};
 use crate::failover::executor::{op_id, FailoverExecutor, InFailover};
 
 impl FailoverExecutor<'_> {
     /// Sets up replication from scratch. WARNING (as documented): removes current replication
     /// and resets every server's binary log.
-    pub async fn bootstrap(&self, topology: &str) -> Result<String, ActionError> {
+    pub async fn bootstrap(&self, topology: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         if !matches!(topology, "master-slave" | "multi-master") {
-            return Err(ActionError::new(400, format!("Unsupported topology {topology}: use master-slave or multi-master")));
+            return Err(FailoverError::new(ErrorKind::BadRequest, format!("Unsupported topology {topology}: use master-slave or multi-master")));
         }
         // Every server must answer before anything is reset: never a half-done bootstrap.
         let mut conns = Vec::new();
@@ -22,7 +21,7 @@ impl FailoverExecutor<'_> {
             let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
             match self.admin(&cfg, &srv.addr, flavor).await {
                 Ok(c) => conns.push(c),
-                Err(e) => return Err(ActionError::new(500, format!("Cannot bootstrap: {e}"))),
+                Err(e) => return Err(FailoverError::new(ErrorKind::Failed, format!("Cannot bootstrap: {e}"))),
             }
         }
         let _busy = InFailover::enter(self.shared)?;
@@ -69,7 +68,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Removes every replication connection of every reachable server.
-    pub async fn cleanup(&self) -> Result<String, ActionError> {
+    pub async fn cleanup(&self) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let _busy = InFailover::enter(self.shared)?;
@@ -86,8 +85,8 @@ impl FailoverExecutor<'_> {
     }
 
     /// Resets the failover counter.
-    pub async fn reset_failover_control(&self) -> Result<String, ActionError> {
-        self.coord.check("reset failover counter").await.map_err(|w| ActionError::new(503, w))?;
+    pub async fn reset_failover_control(&self) -> OpResult {
+        self.coord.check("reset failover counter").await?;
         self.commit(&op_id("reset-failover-control"), |st| {
             st.failover_counter = 0;
             Ok(())
@@ -98,11 +97,11 @@ impl FailoverExecutor<'_> {
     }
 
     /// Toggles a server's maintenance flag.
-    pub async fn toggle_maintenance(&self, server: &str) -> Result<String, ActionError> {
-        self.coord.check("toggle maintenance").await.map_err(|w| ActionError::new(503, w))?;
+    pub async fn toggle_maintenance(&self, server: &str) -> OpResult {
+        self.coord.check("toggle maintenance").await?;
         let msg = self
             .commit(&op_id("maintenance"), |st| {
-                let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+                let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
                 st.servers[i].maintenance = !st.servers[i].maintenance;
                 Ok(format!("Server {} maintenance {}", st.servers[i].addr, if st.servers[i].maintenance { "on" } else { "off" }))
             })

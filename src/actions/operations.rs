@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use replication_manager_api::{ActionError, ServerAction};
+use replication_manager_api::ServerAction;
 
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::config::{ClusterConfig, Config, HostPort};
 use crate::failover::executor::{op_id, FailoverExecutor};
 use crate::db::sql::{self, Flavor};
@@ -47,19 +48,19 @@ pub async fn run_command(command: &str, deadline: Duration) -> Result<String, St
 
 impl FailoverExecutor<'_> {
     /// Sets a cluster setting (validated like the file; replicated; applied on every node).
-    pub async fn set_setting(&self, name: &str, value: &str) -> Result<String, ActionError> {
-        self.coord.check("change a setting").await.map_err(|w| ActionError::new(503, w))?;
+    pub async fn set_setting(&self, name: &str, value: &str) -> OpResult {
+        self.coord.check("change a setting").await?;
         let mut settings = self.shared.read().settings.clone();
         settings.insert(name.to_string(), value.to_string());
         let check = self.shared.read().base_config.with_settings(&settings);
         if let Err(e) = check {
-            return Err(ActionError::new(400, format!("Setting refused: {e}")));
+            return Err(FailoverError::new(ErrorKind::BadRequest, format!("Setting refused: {e}")));
         }
         self.commit(&op_id("setting"), |st| {
             let before = std::mem::replace(&mut st.settings, settings);
             st.apply_config().map_err(|e| {
                 st.settings = before;
-                ActionError::new(400, format!("Setting refused: {e}"))
+                FailoverError::new(ErrorKind::BadRequest, format!("Setting refused: {e}"))
             })
         })
         .await?;
@@ -70,9 +71,9 @@ impl FailoverExecutor<'_> {
     }
 
     /// Flips a boolean setting.
-    pub async fn switch_setting(&self, name: &str) -> Result<String, ActionError> {
+    pub async fn switch_setting(&self, name: &str) -> OpResult {
         if !ClusterConfig::is_bool_setting(name) {
-            return Err(ActionError::new(501, "Setting Not Found"));
+            return Err(FailoverError::new(ErrorKind::NotAvailable, "Setting Not Found"));
         }
         let current = self.shared.read().config.setting_text(name).unwrap_or_default();
         let next = if matches!(current.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes") { "false" } else { "true" };
@@ -80,21 +81,21 @@ impl FailoverExecutor<'_> {
     }
 
     /// Re-reads the configuration files (keeping the API settings and added servers on top).
-    pub async fn reload_settings(&self, source: Option<&Path>, cli: &[(String, String)]) -> Result<String, ActionError> {
+    pub async fn reload_settings(&self, source: Option<&Path>, cli: &[(String, String)]) -> OpResult {
         let Some(path) = source else {
-            return Err(ActionError::new(400, "No configuration file to reload (started without --config)"));
+            return Err(FailoverError::new(ErrorKind::BadRequest, "No configuration file to reload (started without --config)"));
         };
-        let cfg = Config::load(Some(path), cli).map_err(|e| ActionError::new(400, format!("Reload refused: {e}")))?;
+        let cfg = Config::load(Some(path), cli).map_err(|e| FailoverError::new(ErrorKind::BadRequest, format!("Reload refused: {e}")))?;
         let name = self.shared.read().config.name.clone();
         let Some(new) = cfg.clusters.into_iter().find(|c| c.name == name) else {
-            return Err(ActionError::new(400, format!("Reload refused: cluster {name} is no longer in {}", path.display())));
+            return Err(FailoverError::new(ErrorKind::BadRequest, format!("Reload refused: cluster {name} is no longer in {}", path.display())));
         };
         {
             let mut st = self.shared.write();
             let old = std::mem::replace(&mut st.base_config, new);
             if let Err(e) = st.apply_config() {
                 st.base_config = old;
-                return Err(ActionError::new(400, format!("Reload refused: {e}")));
+                return Err(FailoverError::new(ErrorKind::BadRequest, format!("Reload refused: {e}")));
             }
         }
         let msg = format!("Configuration reloaded from {}", path.display());
@@ -103,18 +104,18 @@ impl FailoverExecutor<'_> {
     }
 
     /// Adds `host:port` to monitoring (replicated, so it survives restarts and leader changes).
-    pub async fn add_server(&self, host: &str, port: &str) -> Result<String, ActionError> {
-        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| ActionError::new(400, format!("Bad port {port}")))?;
-        let addr = HostPort::parse(&format!("{host}:{port}")).ok_or_else(|| ActionError::new(400, format!("Bad host {host}")))?;
+    pub async fn add_server(&self, host: &str, port: &str) -> OpResult {
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| FailoverError::new(ErrorKind::BadRequest, format!("Bad port {port}")))?;
+        let addr = HostPort::parse(&format!("{host}:{port}")).ok_or_else(|| FailoverError::new(ErrorKind::BadRequest, format!("Bad host {host}")))?;
         if self.shared.read().servers.iter().any(|s| s.addr == addr) {
-            return Err(ActionError::new(409, format!("Error adding new monitor of {addr}: Server already exists")));
+            return Err(FailoverError::new(ErrorKind::Conflict, format!("Error adding new monitor of {addr}: Server already exists")));
         }
-        self.coord.check("add a server").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("add a server").await?;
         self.commit(&op_id("addserver"), |st| {
             st.extra_hosts.push(addr.clone());
             st.apply_config().map_err(|e| {
                 st.extra_hosts.pop();
-                ActionError::new(400, e.to_string())
+                FailoverError::new(ErrorKind::BadRequest, e.to_string())
             })
         })
         .await?;
@@ -124,10 +125,10 @@ impl FailoverExecutor<'_> {
     }
 
     /// Runs a SQL toggle or replication command on one server.
-    pub async fn server_sql_action(&self, server: &str, action: &ServerAction) -> Result<String, ActionError> {
+    pub async fn server_sql_action(&self, server: &str, action: &ServerAction) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
-        let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+        let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
         let srv = st.servers[i].clone();
         let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
         let src = cfg.replication_source_name.clone();
@@ -140,7 +141,7 @@ impl FailoverExecutor<'_> {
             }
             ServerAction::ResetMaster => {
                 if st.master == Some(i) {
-                    return Err(ActionError::new(409, format!("Refused: {} is the master; RESET MASTER would discard its binary log", srv.addr)));
+                    return Err(FailoverError::new(ErrorKind::Conflict, format!("Refused: {} is the master; RESET MASTER would discard its binary log", srv.addr)));
                 }
                 vec![sql::RESET_MASTER.to_string()]
             }
@@ -148,10 +149,10 @@ impl FailoverExecutor<'_> {
             ServerAction::SkipReplicationEvent => {
                 vec![sql::stop_slave(&src), sql::SKIP_ONE_EVENT.to_string(), sql::start_slave(&src)]
             }
-            other => return Err(ActionError::new(500, format!("{other:?} is not a SQL action"))),
+            other => return Err(FailoverError::new(ErrorKind::Failed, format!("{other:?} is not a SQL action"))),
         };
         if !srv.is_up() {
-            return Err(ActionError::new(500, "503 -Not a Valid Server!"));
+            return Err(FailoverError::new(ErrorKind::Failed, "503 -Not a Valid Server!"));
         }
         let mut c = self.admin(&cfg, &srv.addr, flavor).await?;
         for stmt in &statements {
@@ -165,13 +166,13 @@ impl FailoverExecutor<'_> {
 
     /// Start, stop, provision or unprovision: the local orchestrator runs the instance itself;
     /// `onpremise` runs the configured command.
-    pub async fn orchestrate(&self, server: &str, action: &ServerAction, datadir: &Path) -> Result<String, ActionError> {
+    pub async fn orchestrate(&self, server: &str, action: &ServerAction, datadir: &Path) -> OpResult {
         let st = self.snapshot();
         let cfg = &st.config;
-        let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+        let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
         let addr = st.servers[i].addr.clone();
         if cfg.orchestrator == "local" {
-            self.coord.check("local orchestrator").await.map_err(|w| ActionError::new(503, w))?;
+            self.coord.check("local orchestrator").await?;
             let local = crate::actions::orchestrator::LocalOrchestrator::new(datadir, &cfg.name);
             let (term, node) = self.coord.epoch();
             tracing::info!(server = %addr, ?action, term, node, "executing local orchestrator step");
@@ -180,9 +181,9 @@ impl FailoverExecutor<'_> {
                 ServerAction::Stop => local.stop(&addr).await,
                 ServerAction::Provision => local.provision(cfg, &addr).await,
                 ServerAction::Unprovision => local.unprovision(&addr).await,
-                other => return Err(ActionError::new(500, format!("{other:?} is not an orchestrator action"))),
+                other => return Err(FailoverError::new(ErrorKind::Failed, format!("{other:?} is not an orchestrator action"))),
             };
-            let msg = r.map_err(|e| ActionError::new(500, format!("{e:#}")))?;
+            let msg = r.map_err(|e| FailoverError::new(ErrorKind::Failed, format!("{e:#}")))?;
             self.log(Level::Info, &msg);
             return Ok(msg);
         }
@@ -191,29 +192,28 @@ impl FailoverExecutor<'_> {
             ServerAction::Stop => (&cfg.stop_command, "prov-db-stop-command"),
             ServerAction::Provision => (&cfg.provision_command, "prov-db-provision-command"),
             ServerAction::Unprovision => (&cfg.unprovision_command, "prov-db-unprovision-command"),
-            other => return Err(ActionError::new(500, format!("{other:?} is not an orchestrator action"))),
+            other => return Err(FailoverError::new(ErrorKind::Failed, format!("{other:?} is not an orchestrator action"))),
         };
         if template.trim().is_empty() {
-            return Err(ActionError::new(
-                501,
+            return Err(FailoverError::new(ErrorKind::NotAvailable,
                 format!("No orchestrator command configured for {action:?}: set {key} (placeholders {{host}} {{port}} {{cluster}})"),
             ));
         }
         if matches!(action, ServerAction::Stop | ServerAction::Unprovision) && st.master == Some(i) && st.servers.len() > 1 {
             self.log(Level::Warn, &format!("{action:?} requested on the master {addr}: detection and failover rules apply"));
         }
-        self.coord.check("orchestrator command").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("orchestrator command").await?;
         let command = render_command(template, &addr, &cfg.name);
         let (term, node) = self.coord.epoch();
         tracing::info!(server = %addr, %command, term, node, "executing orchestrator command");
-        let out = run_command(&command, COMMAND_DEADLINE).await.map_err(|e| ActionError::new(500, e))?;
+        let out = run_command(&command, COMMAND_DEADLINE).await.map_err(|e| FailoverError::new(ErrorKind::Failed, e))?;
         let msg = format!("{action:?} of {addr} done{}", if out.is_empty() { String::new() } else { format!(": {out}") });
         self.log(Level::Info, &msg);
         Ok(msg)
     }
 
     /// Provisions every server; with `bootstrap`, then sets up master-slave replication.
-    pub async fn services(&self, bootstrap: bool, datadir: &Path) -> Result<String, ActionError> {
+    pub async fn services(&self, bootstrap: bool, datadir: &Path) -> OpResult {
         let servers: Vec<String> = self.shared.read().servers.iter().map(|s| s.addr.to_string()).collect();
         for s in &servers {
             self.orchestrate(s, &ServerAction::Provision, datadir).await?;
@@ -225,14 +225,14 @@ impl FailoverExecutor<'_> {
         let cfg = self.shared.read().config.clone();
         let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
         for s in &servers {
-            let addr = HostPort::parse(s).ok_or_else(|| ActionError::new(500, format!("bad server {s}")))?;
+            let addr = HostPort::parse(s).ok_or_else(|| FailoverError::new(ErrorKind::Failed, format!("bad server {s}")))?;
             loop {
                 if let Ok(c) = self.admin(&cfg, &addr, Flavor::MariaDB).await {
                     c.close().await;
                     break;
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(ActionError::new(500, format!("{s} does not answer after provisioning")));
+                    return Err(FailoverError::new(ErrorKind::Failed, format!("{s} does not answer after provisioning")));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -242,12 +242,12 @@ impl FailoverExecutor<'_> {
 
     /// Runs a regression scenario (destructive: only with the cluster setting `test = true`).
     /// Returns the Go project's test report as JSON text.
-    pub async fn run_test(&self, name: &str) -> Result<String, ActionError> {
+    pub async fn run_test(&self, name: &str) -> OpResult {
         if !TESTS.contains(&name) {
-            return Err(ActionError::new(400, format!("Unknown test {name}: known tests are {}", TESTS.join(", "))));
+            return Err(FailoverError::new(ErrorKind::BadRequest, format!("Unknown test {name}: known tests are {}", TESTS.join(", "))));
         }
         if !self.shared.read().config.test {
-            return Err(ActionError::new(409, "Regression tests change the topology: set the cluster setting test=true first"));
+            return Err(FailoverError::new(ErrorKind::Conflict, "Regression tests change the topology: set the cluster setting test=true first"));
         }
         let before = self.snapshot();
         let old = before.master.map(|m| before.servers[m].addr.clone());

@@ -1,8 +1,7 @@
 //! Reseed of a replica from a logical backup job of the cluster.
 
-use replication_manager_api::ActionError;
-
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::sql::{self, Flavor};
 use crate::failover::executor::FailoverExecutor;
@@ -18,16 +17,16 @@ impl FailoverExecutor<'_> {
         flavor: Flavor,
         master: &HostPort,
         job: &crate::actions::jobs::Job,
-    ) -> Result<String, ActionError> {
+    ) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
         self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
         self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
-        self.coord.check("load backup").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("load backup").await?;
         let pos = crate::actions::jobs::restore_logical(job, addr, &cfg.db_credential, DUMP_DEADLINE)
             .await
-            .map_err(|e| ActionError::new(500, format!("restoring backup {} into {addr} failed: {e:#}", job.id)))?;
+            .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("restoring backup {} into {addr} failed: {e:#}", job.id)))?;
         self.mutate(&mut c, "replica position from backup", &sql::set_slave_pos(&pos)).await?;
         c.close().await;
         self.repoint(cfg, addr, flavor, master).await?;

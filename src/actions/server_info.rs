@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::conn::{AdminConn, AdminError};
+use crate::db::conn::{AdminConn, DbError};
 use crate::config::{Credential, HostPort};
 use crate::db::sql::{self, Flavor};
 
@@ -62,8 +62,8 @@ pub enum InfoError {
     Failed(String),
 }
 
-impl From<AdminError> for InfoError {
-    fn from(e: AdminError) -> InfoError {
+impl From<DbError> for InfoError {
+    fn from(e: DbError) -> InfoError {
         InfoError::Failed(e.to_string())
     }
 }
@@ -305,7 +305,7 @@ pub(crate) struct ServerFiles {
     pub hostname: String,
 }
 
-pub(crate) async fn server_files(conn: &mut AdminConn) -> Result<ServerFiles, AdminError> {
+pub(crate) async fn server_files(conn: &mut AdminConn) -> Result<ServerFiles, DbError> {
     let row = conn.row(sql::SERVER_FILES).await?.unwrap_or_default();
     let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     Ok(ServerFiles {

@@ -12,10 +12,10 @@ use crate::config::{Credential, HostPort};
 use crate::db::probe::{self, ProbeError};
 use crate::db::sql::Flavor;
 
-/// A failed admin statement.
+/// A failed statement (or connection) on one server; `source` names the statement.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{server}: {source}")]
-pub struct AdminError {
+pub struct DbError {
     pub server: String,
     pub source: ProbeError,
 }
@@ -35,10 +35,10 @@ impl AdminConn {
         flavor: Flavor,
         timeout: Duration,
         statement_timeout: Duration,
-    ) -> Result<AdminConn, AdminError> {
+    ) -> Result<AdminConn, DbError> {
         let server = addr.to_string();
         let opts = probe::conn_opts(addr, cred, flavor, statement_timeout);
-        let conn = probe::connect(opts, timeout).await.map_err(|source| AdminError { server: server.clone(), source })?;
+        let conn = probe::connect(opts, timeout).await.map_err(|source| DbError { server: server.clone(), source })?;
         Ok(AdminConn { server, conn: Some(conn), timeout: statement_timeout })
     }
 
@@ -46,30 +46,30 @@ impl AdminConn {
         &self.server
     }
 
-    fn conn(&mut self, statement: &str) -> Result<&mut Conn, AdminError> {
+    fn conn(&mut self, statement: &str) -> Result<&mut Conn, DbError> {
         let server = self.server.clone();
-        self.conn.as_mut().ok_or_else(|| AdminError {
+        self.conn.as_mut().ok_or_else(|| DbError {
             server,
             source: ProbeError::Statement { statement: statement.to_string(), error: "connection dropped after an earlier timeout".to_string() },
         })
     }
 
-    fn fail(&mut self, e: ProbeError) -> AdminError {
+    fn fail(&mut self, e: ProbeError) -> DbError {
         if matches!(e, ProbeError::StatementTimeout { .. }) {
             // The server may still be running it: never reuse this session.
             self.conn = None;
         }
-        AdminError { server: self.server.clone(), source: e }
+        DbError { server: self.server.clone(), source: e }
     }
 
     /// Runs a statement with the default deadline.
-    pub async fn exec(&mut self, statement: &str) -> Result<(), AdminError> {
+    pub async fn exec(&mut self, statement: &str) -> Result<(), DbError> {
         let t = self.timeout;
         self.exec_within(statement, t).await
     }
 
     /// Runs a statement with an explicit deadline.
-    pub async fn exec_within(&mut self, statement: &str, t: Duration) -> Result<(), AdminError> {
+    pub async fn exec_within(&mut self, statement: &str, t: Duration) -> Result<(), DbError> {
         tracing::debug!(server = %self.server, statement, "admin statement");
         let conn = self.conn(statement)?;
         let r = probe::bounded(statement, t, conn.query_drop(statement)).await;
@@ -77,7 +77,7 @@ impl AdminConn {
     }
 
     /// Runs a query returning one value in the first column of the first row.
-    pub async fn value(&mut self, statement: &str, t: Duration) -> Result<Option<String>, AdminError> {
+    pub async fn value(&mut self, statement: &str, t: Duration) -> Result<Option<String>, DbError> {
         let conn = self.conn(statement)?;
         let r: Result<Option<Row>, ProbeError> = probe::bounded(statement, t, conn.query_first(statement)).await;
         let row = r.map_err(|e| self.fail(e))?;
@@ -85,7 +85,7 @@ impl AdminConn {
     }
 
     /// Runs a query returning the first row, every column as text.
-    pub async fn row(&mut self, statement: &str) -> Result<Option<Vec<Option<String>>>, AdminError> {
+    pub async fn row(&mut self, statement: &str) -> Result<Option<Vec<Option<String>>>, DbError> {
         let t = self.timeout;
         let conn = self.conn(statement)?;
         let r: Result<Option<Row>, ProbeError> = probe::bounded(statement, t, conn.query_first(statement)).await;
@@ -94,7 +94,7 @@ impl AdminConn {
     }
 
     /// Runs a query returning the first column of every row.
-    pub async fn column(&mut self, statement: &str) -> Result<Vec<String>, AdminError> {
+    pub async fn column(&mut self, statement: &str) -> Result<Vec<String>, DbError> {
         let t = self.timeout;
         let conn = self.conn(statement)?;
         let r: Result<Vec<Row>, ProbeError> = probe::bounded(statement, t, conn.query(statement)).await;
@@ -111,7 +111,7 @@ impl AdminConn {
 
     /// Runs a query and returns its column names and every row, each value as text (`None` for
     /// NULL), with the default deadline. The statement bounds its own row count (`LIMIT`).
-    pub async fn rows(&mut self, statement: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), AdminError> {
+    pub async fn rows(&mut self, statement: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), DbError> {
         let t = self.timeout;
         self.rows_within(statement, t).await
     }
@@ -121,7 +121,7 @@ impl AdminConn {
         &mut self,
         statement: &str,
         t: Duration,
-    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), AdminError> {
+    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), DbError> {
         tracing::debug!(server = %self.server, statement, "admin query");
         let conn = self.conn(statement)?;
         let fut = async {

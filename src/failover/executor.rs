@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use replication_manager_api::ActionError;
-
-use crate::db::conn::{AdminConn, AdminError};
+use crate::db::conn::{AdminConn, DbError};
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::config::{ClusterConfig, HostPort};
 use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT, JOURNAL_KEPT};
 use crate::group::Coordinator;
@@ -37,18 +36,8 @@ async fn fault_pause_after_promote(op: &str) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-fn err500(e: impl std::fmt::Display) -> ActionError {
-    ActionError::new(500, e.to_string())
-}
-
-impl From<AdminError> for ActionError {
-    fn from(e: AdminError) -> ActionError {
-        err500(e)
-    }
-}
-
-/// Runs actions on one cluster. Lives inside the cluster's monitor task, so actions and
-/// probing never interleave.
+/// Runs master changes and cluster operations on one cluster, from the monitor's automatic
+/// decisions or from an action task beside it.
 pub struct FailoverExecutor<'a> {
     pub shared: &'a SharedCluster,
     pub coord: &'a dyn Coordinator,
@@ -58,10 +47,10 @@ pub struct FailoverExecutor<'a> {
 pub(crate) struct InFailover<'a>(&'a SharedCluster);
 
 impl<'a> InFailover<'a> {
-    pub(crate) fn enter(shared: &'a SharedCluster) -> Result<InFailover<'a>, ActionError> {
+    pub(crate) fn enter(shared: &'a SharedCluster) -> Result<InFailover<'a>, FailoverError> {
         let mut st = shared.write();
         if st.in_failover {
-            return Err(ActionError::new(409, "Cancel: the cluster is already in failover or switchover"));
+            return Err(FailoverError::new(ErrorKind::Conflict, "Cancel: the cluster is already in failover or switchover"));
         }
         st.in_failover = true;
         Ok(InFailover(shared))
@@ -106,20 +95,18 @@ impl FailoverExecutor<'_> {
         self.shared.write().log(level, "failover", msg);
     }
 
-    pub(crate) async fn admin(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<AdminConn, AdminError> {
+    pub(crate) async fn admin(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<AdminConn, DbError> {
         // Admin statements get a longer deadline than probes: a busy master may be slow to lock.
         AdminConn::connect(addr, &cfg.db_credential, flavor, cfg.connect_timeout, cfg.connect_timeout.max(Duration::from_secs(5)) * 2).await
     }
 
     /// Runs `statement` on `conn` after a fresh leadership check.
-    pub(crate) async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), ActionError> {
-        self.coord
-            .check(step)
-            .await
-            .map_err(|why| ActionError::new(503, format!("not acting on databases ({step}): {why}")))?;
+    pub(crate) async fn mutate(&self, conn: &mut AdminConn, step: &str, statement: &str) -> Result<(), FailoverError> {
+        let (term, _) = self.coord.epoch();
+        self.coord.check(step).await.map_err(|why| FailoverError::from(why).at_step(step, term))?;
         let (term, node) = self.coord.epoch();
         tracing::info!(server = conn.server(), step, term, node, "executing");
-        conn.exec(statement).await.map_err(ActionError::from)
+        conn.exec(statement).await.map_err(|e| FailoverError::from(e).at_step(step, term))
     }
 
     pub(crate) fn change_master_sql<'c>(cfg: &'c ClusterConfig, new: &'c HostPort) -> ChangeMaster<'c> {
@@ -135,7 +122,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Points `addr` at `new` with GTID and starts replication; read-only when configured.
-    pub(crate) async fn repoint(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, new: &HostPort) -> Result<(), ActionError> {
+    pub(crate) async fn repoint(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, new: &HostPort) -> Result<(), FailoverError> {
         let mut c = self.admin(cfg, addr, flavor).await?;
         let cm = Self::change_master_sql(cfg, new);
         self.mutate(&mut c, "stop replica", &sql::stop_slave(&cfg.replication_source_name)).await?;
@@ -150,7 +137,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Replicates the cluster's decisions through the group; Ok once a quorum has them.
-    pub(crate) async fn replicate(&self, op_id: &str) -> Result<(), ActionError> {
+    pub(crate) async fn replicate(&self, op_id: &str) -> Result<(), FailoverError> {
         self.commit(op_id, |_| Ok(())).await
     }
 
@@ -159,7 +146,7 @@ impl FailoverExecutor<'_> {
     /// under one lock, and the monitor does not overwrite memory with the replicated state
     /// until the write ends ([`ClusterState::sync_replicated`]), so no concurrent tick can make
     /// this write carry an older state.
-    pub(crate) async fn commit<T>(&self, op_id: &str, change: impl FnOnce(&mut ClusterState) -> Result<T, ActionError>) -> Result<T, ActionError> {
+    pub(crate) async fn commit<T>(&self, op_id: &str, change: impl FnOnce(&mut ClusterState) -> Result<T, FailoverError>) -> Result<T, FailoverError> {
         let (name, state, out) = {
             let mut st = self.shared.write();
             let out = change(&mut st)?;
@@ -169,13 +156,13 @@ impl FailoverExecutor<'_> {
         let _pending = PendingWrite(self.shared);
         self.coord.save(&name, state, op_id.to_string()).await.map_err(|e| {
             self.log(Level::Error, &format!("Could not replicate the decision {op_id}: {e}"));
-            ActionError::new(503, format!("decision not replicated by the manager group: {e}"))
+            FailoverError::new(ErrorKind::NotLeader, format!("decision not replicated by the manager group: {e}"))
         })?;
         Ok(out)
     }
 
     /// Records `entry` in the journal (replacing the same op id) and replicates it.
-    pub(crate) async fn journal(&self, entry: &JournalEntry) -> Result<(), ActionError> {
+    pub(crate) async fn journal(&self, entry: &JournalEntry) -> Result<(), FailoverError> {
         // Unique per write: a resumed step must not be taken for a duplicate of the first try.
         let step = format!("{}:{}:{:08x}", entry.op_id, entry.status, rand::random::<u32>());
         self.commit(&step, |st| {
@@ -206,7 +193,7 @@ impl FailoverExecutor<'_> {
 
     /// Failover: promote the most up-to-date replica of the master (dead or alive), following
     /// the plan of [`plan::plan_failover`] step by step.
-    pub async fn failover(&self, trigger: &str) -> Result<String, ActionError> {
+    pub async fn failover(&self, trigger: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let plan = match plan::plan_failover(&st) {
@@ -215,7 +202,7 @@ impl FailoverExecutor<'_> {
                 if trigger != AUTOMATIC {
                     self.log(Level::Error, &format!("Failover refused ({}): {}", e.code, e.reason));
                 }
-                return Err(ActionError::new(409, format!("{}: {}", e.code, e.reason)));
+                return Err(FailoverError::new(ErrorKind::Conflict, format!("{}: {}", e.code, e.reason)));
             }
         };
         let _busy = InFailover::enter(self.shared)?;
@@ -223,7 +210,7 @@ impl FailoverExecutor<'_> {
         let old = st.servers[m].clone();
         let cand = st.servers[w].clone();
         let Some(cand_snap) = cand.snapshot.clone() else {
-            return Err(ActionError::new(500, format!("{} has no snapshot", cand.addr)));
+            return Err(FailoverError::new(ErrorKind::Failed, format!("{} has no snapshot", cand.addr)));
         };
         for (name, why) in &plan.skipped {
             self.log(Level::Info, &format!("Election: {name} passed over: {why}"));
@@ -256,77 +243,82 @@ impl FailoverExecutor<'_> {
         // The old master's final position, once fenced: the candidate must reach it.
         let mut fenced_at: Option<String> = None;
         let mut repoint_errors = Vec::new();
-        for step in &plan.steps {
-            tracing::debug!(op = %record.id, ?step, "failover step");
-            match step {
-                FailoverStep::JournalStarted => {
-                    // Journaled before the first mutation: a new leader can finish or abort it.
-                    self.journal(&journal).await?;
-                    let (term, node) = self.coord.epoch();
-                    self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
-                }
-                FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old_flavor(&old)).await {
-                    Ok(pos) => {
-                        self.log(Level::Info, &format!("Old master {} fenced (read_only, clients killed) at {pos}", old.addr));
-                        record.old_master_gtid = pos.clone();
-                        fenced_at = Some(pos);
+        let op = record.id.clone();
+        let outcome: OpResult = async {
+            for step in &plan.steps {
+                tracing::debug!(op = %record.id, ?step, "failover step");
+                match step {
+                    FailoverStep::JournalStarted => {
+                        // Journaled before the first mutation: a new leader can finish or abort it.
+                        self.journal(&journal).await?;
+                        let (term, node) = self.coord.epoch();
+                        self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
                     }
-                    Err(e) => {
-                        // A live master that cannot be fenced stays the master: never two writers.
-                        let msg = format!("Failover cancelled: the live old master {} could not be fenced: {}", old.addr, e.message);
-                        return Err(self.abort(&mut journal, msg).await);
+                    FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old_flavor(&old)).await {
+                        Ok(pos) => {
+                            self.log(Level::Info, &format!("Old master {} fenced (read_only, clients killed) at {pos}", old.addr));
+                            record.old_master_gtid = pos.clone();
+                            fenced_at = Some(pos);
+                        }
+                        Err(e) => {
+                            // A live master that cannot be fenced stays the master: never two writers.
+                            let msg = format!("Failover cancelled: the live old master {} could not be fenced: {}", old.addr, e.message);
+                            return Err(self.abort(&mut journal, msg).await);
+                        }
+                    },
+                    FailoverStep::WaitApplied => {
+                        let target = fenced_at.clone().unwrap_or_else(|| repl.gtid_io_pos.clone());
+                        if target.is_empty() {
+                            continue;
+                        }
+                        let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
+                        let wait = sql::master_gtid_wait(&target, RELAY_APPLY_DEADLINE.as_secs());
+                        let r = c.value(&wait, RELAY_APPLY_DEADLINE + Duration::from_secs(5)).await;
+                        c.close().await;
+                        if r.as_ref().ok().and_then(|v| v.as_deref()) != Some("0") {
+                            let msg = format!(
+                                "Failover cancelled: {} did not apply up to {target} within {:?} ({})",
+                                cand.addr,
+                                RELAY_APPLY_DEADLINE,
+                                r.map_or_else(|e| e.to_string(), |v| format!("{v:?}"))
+                            );
+                            return Err(self.abort(&mut journal, msg).await);
+                        }
+                        record.elected_io_gtid = target;
                     }
-                },
-                FailoverStep::WaitApplied => {
-                    let target = fenced_at.clone().unwrap_or_else(|| repl.gtid_io_pos.clone());
-                    if target.is_empty() {
-                        continue;
+                    FailoverStep::DetachCandidate => {
+                        let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
+                        self.mutate(&mut c, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await?;
+                        self.mutate(&mut c, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
+                        c.close().await;
                     }
-                    let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
-                    let wait = sql::master_gtid_wait(&target, RELAY_APPLY_DEADLINE.as_secs());
-                    let r = c.value(&wait, RELAY_APPLY_DEADLINE + Duration::from_secs(5)).await;
-                    c.close().await;
-                    if r.as_ref().ok().and_then(|v| v.as_deref()) != Some("0") {
-                        let msg = format!(
-                            "Failover cancelled: {} did not apply up to {target} within {:?} ({})",
-                            cand.addr,
-                            RELAY_APPLY_DEADLINE,
-                            r.map_or_else(|e| e.to_string(), |v| format!("{v:?}"))
-                        );
-                        return Err(self.abort(&mut journal, msg).await);
+                    FailoverStep::Promote { semi_sync } => self.promote(&cfg, w, *semi_sync, &mut record).await?,
+                    FailoverStep::JournalPromoted => {
+                        journal.status = OpStatus::Promoted;
+                        journal.evidence = record.clone();
+                        self.shared.write().intent = Some(cand.addr.clone());
+                        self.journal(&journal).await?;
+                        fault_pause_after_promote(&record.id).await;
                     }
-                    record.elected_io_gtid = target;
-                }
-                FailoverStep::DetachCandidate => {
-                    let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
-                    self.mutate(&mut c, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await?;
-                    self.mutate(&mut c, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
-                    c.close().await;
-                }
-                FailoverStep::Promote { semi_sync } => self.promote(&cfg, w, *semi_sync, &mut record).await?,
-                FailoverStep::JournalPromoted => {
-                    journal.status = OpStatus::Promoted;
-                    journal.evidence = record.clone();
-                    self.shared.write().intent = Some(cand.addr.clone());
-                    self.journal(&journal).await?;
-                    fault_pause_after_promote(&record.id).await;
-                }
-                FailoverStep::Repoint { server } => {
-                    if let Err(e) = self.repoint_server(&cfg, *server, &cand.addr).await {
-                        repoint_errors.push(e);
+                    FailoverStep::Repoint { server } => {
+                        if let Err(e) = self.repoint_server(&cfg, *server, &cand.addr).await {
+                            repoint_errors.push(e);
+                        }
                     }
-                }
-                FailoverStep::Finish => {
-                    return self.finish_failover(m, w, record, journal, repoint_errors).await;
+                    FailoverStep::Finish => {
+                        return self.finish_failover(m, w, record, journal, repoint_errors).await;
+                    }
                 }
             }
+            Err(FailoverError::new(ErrorKind::Failed, format!("failover plan {} ended without its Finish step", journal.op_id)))
         }
-        Err(ActionError::new(500, format!("failover plan {} ended without its Finish step", journal.op_id)))
+        .await;
+        outcome.map_err(|e| e.in_op(&op))
     }
 
     /// Fences a reachable master: `read_only`, every client connection killed, and its final
     /// GTID position read (nothing more can be written there once this returns).
-    async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<String, ActionError> {
+    async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "fence old master", sql::READ_ONLY_ON).await?;
         self.kill_clients(&mut c).await?;
@@ -337,12 +329,12 @@ impl FailoverExecutor<'_> {
 
     /// Kills every client connection of the server `conn` is on (replication, system threads
     /// and the manager's own session excluded), after a leadership check.
-    pub(crate) async fn kill_clients(&self, conn: &mut AdminConn) -> Result<usize, ActionError> {
+    pub(crate) async fn kill_clients(&self, conn: &mut AdminConn) -> Result<usize, FailoverError> {
         let ids = conn.column(sql::CLIENT_THREADS).await?;
         self.coord
             .check("kill client connections")
             .await
-            .map_err(|why| ActionError::new(503, format!("not acting on databases (kill client connections): {why}")))?;
+            .map_err(|why| FailoverError::new(ErrorKind::NotLeader, format!("not acting on databases (kill client connections): {why}")))?;
         let mut killed = 0;
         for id in ids.iter().filter_map(|i| i.parse::<u64>().ok()) {
             // A connection may end by itself meanwhile: failures to kill are not errors.
@@ -355,18 +347,18 @@ impl FailoverExecutor<'_> {
     }
 
     /// Journals the operation as aborted (best effort) and returns the error to report.
-    async fn abort(&self, journal: &mut JournalEntry, msg: String) -> ActionError {
+    async fn abort(&self, journal: &mut JournalEntry, msg: String) -> FailoverError {
         self.log(Level::Error, &msg);
         journal.status = OpStatus::Aborted;
         if let Err(e) = self.journal(journal).await {
             tracing::warn!(op = %journal.op_id, error = %e, "could not journal the abort");
         }
-        ActionError::new(500, msg)
+        FailoverError::new(ErrorKind::Failed, msg)
     }
 
     /// Opens the candidate `w` for writes (semi-sync master first when the cluster used it) and
     /// records its new coordinates in `record`.
-    pub(crate) async fn promote(&self, cfg: &ClusterConfig, w: usize, semi_sync: bool, record: &mut CrashRecord) -> Result<(), ActionError> {
+    pub(crate) async fn promote(&self, cfg: &ClusterConfig, w: usize, semi_sync: bool, record: &mut CrashRecord) -> Result<(), FailoverError> {
         let cand = self.shared.read().servers[w].clone();
         let flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
         let mut c = self.admin(cfg, &cand.addr, flavor).await?;
@@ -428,7 +420,7 @@ impl FailoverExecutor<'_> {
         record: CrashRecord,
         mut journal: JournalEntry,
         repoint_errors: Vec<String>,
-    ) -> Result<String, ActionError> {
+    ) -> OpResult {
         let cand = self.shared.read().servers[w].addr.clone();
         if !record.gtids_at_risk.is_empty() {
             self.log(
@@ -462,7 +454,7 @@ impl FailoverExecutor<'_> {
 
     /// Finishes or rolls back an operation a previous leader left open (see
     /// [`planner::resume_step`]).
-    pub async fn resume(&self, j: JournalEntry) -> Result<String, ActionError> {
+    pub async fn resume(&self, j: JournalEntry) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let find = |a: &str| {
@@ -473,7 +465,7 @@ impl FailoverExecutor<'_> {
         let (Some(m), Some(w)) = (find(&j.old_master), find(&j.candidate)) else {
             j.status = OpStatus::Failed;
             self.journal(&j).await?;
-            return Err(ActionError::new(500, format!("{}: servers of the journal are not in this cluster", j.op_id)));
+            return Err(FailoverError::new(ErrorKind::Failed, format!("{}: servers of the journal are not in this cluster", j.op_id)));
         };
         let cand = st.servers[w].clone();
         let replicating = cand.snapshot.as_ref().and_then(|s| s.managed_replication(&cfg.replication_source_name)).is_some();
@@ -492,7 +484,7 @@ impl FailoverExecutor<'_> {
             planner::ResumeStep::CandidateDown => {
                 j.status = OpStatus::Failed;
                 self.journal(&j).await?;
-                Err(ActionError::new(500, format!("{}: candidate {} is down", j.op_id, cand.addr)))
+                Err(FailoverError::new(ErrorKind::Failed, format!("{}: candidate {} is down", j.op_id, cand.addr)))
             }
             planner::ResumeStep::Abort => {
                 if j.kind == OpKind::Switchover {

@@ -1,6 +1,7 @@
 //! Failover, switchover and rejoin: the pure planner (decisions) and the executor (steps
 //! against the servers).
 
+pub mod error;
 pub mod executor;
 pub mod plan;
 pub mod planner;

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use replication_manager_api::ActionError;
-
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::CrashRecord;
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::sql::{self, Flavor};
@@ -20,13 +19,13 @@ impl FailoverExecutor<'_> {
     /// Rejoins a returning old master `i` as [`plan::plan_rejoin`] decides: as a replica when
     /// it holds nothing the new master lacks; otherwise rolled back or reloaded when allowed,
     /// else left read-only with its extra GTIDs reported (409).
-    pub async fn rejoin(&self, i: usize, record: &CrashRecord) -> Result<String, ActionError> {
+    pub async fn rejoin(&self, i: usize, record: &CrashRecord) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
-        let Some(m) = st.master else { return Err(ActionError::new(409, "no master to rejoin")) };
+        let Some(m) = st.master else { return Err(FailoverError::new(ErrorKind::Conflict, "no master to rejoin")) };
         let srv = st.servers[i].clone();
-        let Some(snap) = srv.snapshot.clone() else { return Err(ActionError::new(409, "server is down")) };
-        let Some(decision) = plan::plan_rejoin(&st, i, record) else { return Err(ActionError::new(409, "server is down")) };
+        let Some(snap) = srv.snapshot.clone() else { return Err(FailoverError::new(ErrorKind::Conflict, "server is down")) };
+        let Some(decision) = plan::plan_rejoin(&st, i, record) else { return Err(FailoverError::new(ErrorKind::Conflict, "server is down")) };
         let new_master = st.servers[m].addr.clone();
         match decision {
             RejoinPlan::Flashback { extra, then_dump } => {
@@ -55,8 +54,7 @@ impl FailoverExecutor<'_> {
                 let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
                 self.mutate(&mut c, "keep ahead old master read-only", sql::READ_ONLY_ON).await?;
                 c.close().await;
-                Err(ActionError::new(
-                    409,
+                Err(FailoverError::new(ErrorKind::Conflict,
                     format!(
                         "Old master {} holds transactions the new master {new_master} never received ({extra}); left read-only, not rejoined (enable autorejoin-flashback or autorejoin-mysqldump, or resolve by hand)",
                         srv.addr
@@ -75,7 +73,7 @@ impl FailoverExecutor<'_> {
                     // here and let the next tick decide again.
                     let now = self.shared.read();
                     if now.in_failover || now.master != Some(m) {
-                        return Err(ActionError::new(503, format!("master changed while rejoining {}: retried next tick", srv.addr)));
+                        return Err(FailoverError::new(ErrorKind::NotLeader, format!("master changed while rejoining {}: retried next tick", srv.addr)));
                     }
                 }
                 let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
@@ -91,7 +89,7 @@ impl FailoverExecutor<'_> {
 
     /// Reloads `addr` from a consistent dump of `master` and makes it a replica from the dump's
     /// GTID position. Its own extra transactions are discarded (binary log reset).
-    pub async fn reseed_by_dump(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, master: &HostPort) -> Result<String, ActionError> {
+    pub async fn reseed_by_dump(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, master: &HostPort) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
@@ -101,13 +99,13 @@ impl FailoverExecutor<'_> {
         let dbs = mc.column(sql::USER_SCHEMAS).await?;
         let fallback_pos = mc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
         mc.close().await;
-        self.coord.check("load dump").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("load dump").await?;
         let pos = if dbs.is_empty() {
             fallback_pos
         } else {
             crate::db::tools::copy_databases(&cfg.db_credential, master, addr, &dbs, DUMP_DEADLINE)
                 .await
-                .map_err(|e| ActionError::new(500, format!("reseed of {addr} from {master} failed: {e:#}")))?
+                .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("reseed of {addr} from {master} failed: {e:#}")))?
         };
         self.mutate(&mut c, "replica position from dump", &sql::set_slave_pos(&pos)).await?;
         c.close().await;
@@ -126,14 +124,14 @@ impl FailoverExecutor<'_> {
         flavor: Flavor,
         master: &HostPort,
         record: &CrashRecord,
-    ) -> Result<String, ActionError> {
+    ) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
-        self.coord.check("flashback").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("flashback").await?;
         crate::db::tools::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE)
             .await
-            .map_err(|e| ActionError::new(500, format!("flashback of {addr} failed: {e:#}")))?;
+            .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("flashback of {addr} failed: {e:#}")))?;
         // Its binary log still holds the rolled-back GTIDs: discard it, or replicating the new
         // master's transactions would break GTID strict ordering.
         self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;

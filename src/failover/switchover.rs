@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use replication_manager_api::ActionError;
-
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT};
 use crate::cluster::topology::ServerState;
 use crate::config::{ClusterConfig, HostPort};
@@ -19,24 +18,27 @@ use crate::failover::plan;
 impl FailoverExecutor<'_> {
     /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
     /// old master its replica. Any failure before the promotion is undone.
-    pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> Result<String, ActionError> {
+    pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let requested = match prefmaster.map(str::trim).filter(|p| !p.is_empty()) {
             None => None,
             Some(p) => match st.find_server(p) {
                 Some(i) => Some(i),
-                None => return Err(ActionError::new(400, format!("prefmaster {p} is not a server of this cluster"))),
+                None => return Err(FailoverError::new(ErrorKind::BadRequest, format!("prefmaster {p} is not a server of this cluster"))),
             },
         };
         let plan = plan::plan_switchover(&st, requested).map_err(|e| {
             self.log(Level::Error, &format!("Switchover refused ({}): {}", e.code, e.reason));
-            let status = if e.reason == "Master failed" || requested == st.master { 400 } else { 409 };
-            ActionError::new(status, if status == 400 { e.reason } else { format!("{}: {}", e.code, e.reason) })
+            if e.reason == "Master failed" || requested == st.master {
+                FailoverError::new(ErrorKind::BadRequest, e.reason)
+            } else {
+                FailoverError::from(e)
+            }
         })?;
         let (m, w, domain) = (plan.old_master, plan.candidate, plan.domain);
         let old = st.servers[m].clone();
-        let Some(old_snap) = old.snapshot.clone() else { return Err(ActionError::new(400, "Master failed")) };
+        let Some(old_snap) = old.snapshot.clone() else { return Err(FailoverError::new(ErrorKind::BadRequest, "Master failed")) };
         let cand = st.servers[w].clone();
         let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
 
@@ -48,7 +50,7 @@ impl FailoverExecutor<'_> {
                 old.addr, cfg.switchover_wait_write_query
             );
             self.log(Level::Error, &msg);
-            return Err(ActionError::new(409, msg));
+            return Err(FailoverError::new(ErrorKind::Conflict, msg));
         }
         let _busy = InFailover::enter(self.shared)?;
         self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
@@ -87,7 +89,7 @@ impl FailoverExecutor<'_> {
         match candc.value(&wait, catchup + Duration::from_secs(5)).await {
             Ok(Some(v)) if v == "0" => {}
             Ok(v) => {
-                let e = ActionError::new(500, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr));
+                let e = FailoverError::new(ErrorKind::Failed, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr));
                 return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
             }
             Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into(), &mut journal).await),
@@ -156,13 +158,13 @@ impl FailoverExecutor<'_> {
         journal.evidence = self.shared.read().crashes.last().cloned().unwrap_or_default();
         self.journal(&journal).await?;
         demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
-            ActionError::new(500, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
+            FailoverError::new(ErrorKind::Failed, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
         })
     }
 
     /// After read_only: drain writes for `switchover-wait-kill`, kill client connections, take
     /// the global read lock with a short lock wait, and read the final GTID position.
-    async fn fence_and_read_position(&self, cfg: &ClusterConfig, oldc: &mut AdminConn) -> Result<String, ActionError> {
+    async fn fence_and_read_position(&self, cfg: &ClusterConfig, oldc: &mut AdminConn) -> OpResult {
         let drain_until = std::time::Instant::now() + cfg.switchover_wait_kill;
         loop {
             let busy = oldc.value(&sql::long_writes(0), Duration::from_secs(5)).await?;
@@ -174,9 +176,9 @@ impl FailoverExecutor<'_> {
         self.kill_clients(oldc).await?;
         self.mutate(oldc, "lock wait bound", &sql::lock_wait_timeout(cfg.switchover_wait_trx)).await?;
         let t = Duration::from_secs(cfg.switchover_wait_trx + 2);
-        self.coord.check("flush tables with read lock").await.map_err(|w| ActionError::new(503, w))?;
+        self.coord.check("flush tables with read lock").await?;
         oldc.exec_within(sql::FLUSH_TABLES_WITH_READ_LOCK, t).await.map_err(|e| {
-            ActionError::new(500, format!("Long running transaction on master, no read lock within {} s: {e}", cfg.switchover_wait_trx))
+            FailoverError::new(ErrorKind::Failed, format!("Long running transaction on master, no read lock within {} s: {e}", cfg.switchover_wait_trx))
         })?;
         let pos = oldc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
         Ok(pos)
@@ -189,9 +191,9 @@ impl FailoverExecutor<'_> {
         mut oldc: AdminConn,
         candc: Option<AdminConn>,
         old: &HostPort,
-        cause: ActionError,
+        cause: FailoverError,
         journal: &mut JournalEntry,
-    ) -> ActionError {
+    ) -> FailoverError {
         let src = self.shared.read().config.replication_source_name.clone();
         if let Some(mut c) = candc {
             if let Err(e) = c.exec(&sql::start_slave(&src)).await {
@@ -214,6 +216,10 @@ impl FailoverExecutor<'_> {
         self.log(Level::Error, &msg);
         journal.status = OpStatus::RolledBack;
         let _ = self.journal(journal).await;
-        ActionError::new(cause.status.max(500), msg)
+        let kind = match cause.kind {
+            ErrorKind::NotLeader | ErrorKind::Timeout => cause.kind,
+            _ => ErrorKind::Failed,
+        };
+        FailoverError::new(kind, msg)
     }
 }

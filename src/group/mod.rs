@@ -27,14 +27,34 @@ fn cluster_key(cluster: &str) -> String {
     format!("cluster/{cluster}/state")
 }
 
+/// Why the group refused: this node may not act, or a decision was not replicated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// An arbitrator never touches databases.
+    #[error("this node is an arbitrator and never touches databases")]
+    Arbitrator,
+    /// No fresh quorum confirmation of this node's leadership (term, node in the reason).
+    #[error("not the active leader: {0}")]
+    NotLeader(String),
+    /// Another node leads now; the decision was not replicated.
+    #[error("not the leader any more (leader: {leader:?}); decision not replicated")]
+    LeaderChanged { leader: Option<u64> },
+    /// The write did not commit.
+    #[error("decision not replicated: {0}")]
+    NotReplicated(String),
+    /// The state could not be encoded.
+    #[error("encoding cluster state: {0}")]
+    Encoding(String),
+}
+
 /// What the failover machinery needs from the group: permission to act, and replication of
 /// its decisions. Boxed futures keep it object-safe.
 pub trait Coordinator: Send + Sync {
     /// Ok when this node may mutate databases right now (fresh quorum confirmation). The error
     /// says why not; the caller must not act.
-    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>>;
     /// Replicates a cluster's state; Ok only once committed by a quorum.
-    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>>;
     /// The replicated state of a cluster as applied on this node.
     fn load(&self, cluster: &str) -> Option<PersistedCluster>;
     /// `(term, node)` of this node's current leadership, for logs.
@@ -252,31 +272,29 @@ impl ManagerGroup {
 }
 
 impl Coordinator for ManagerGroup {
-    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>> {
         Box::pin(async move {
             if self.role == NodeRole::Arbitrator {
-                return Err("this node is an arbitrator and never touches databases".to_string());
+                return Err(GroupError::Arbitrator);
             }
             match self.raft.ensure_leader().await {
                 Ok((term, node)) => {
                     tracing::debug!(term, node, action, "leadership confirmed");
                     Ok(())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(GroupError::NotLeader(e.to_string())),
             }
         })
     }
 
-    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>> {
         Box::pin(async move {
-            let value = serde_json::to_value(&state).map_err(|e| format!("encoding cluster state: {e}"))?;
+            let value = serde_json::to_value(&state).map_err(|e| GroupError::Encoding(e.to_string()))?;
             let cmd = Command::new(op_id, vec![KvOp::Put { key: cluster_key(cluster), value }]);
             match self.raft.write(cmd).await {
                 Ok(_) => Ok(()),
-                Err(WriteError::ForwardToLeader { leader }) => {
-                    Err(format!("not the leader any more (leader: {:?}); decision not replicated", leader.map(|l| l.0)))
-                }
-                Err(e) => Err(format!("decision not replicated: {e}")),
+                Err(WriteError::ForwardToLeader { leader }) => Err(GroupError::LeaderChanged { leader: leader.map(|l| l.0) }),
+                Err(e) => Err(GroupError::NotReplicated(e.to_string())),
             }
         })
     }

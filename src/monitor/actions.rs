@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replication_manager_api::{Action, ActionError, ActionResult, ServerAction};
+use replication_manager_api::{Action, ServerAction};
 use tokio::sync::{watch, Notify};
 
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::state::SharedCluster;
 use crate::failover::executor::FailoverExecutor;
 use crate::group::{Coordinator, ManagerGroup};
@@ -75,11 +76,11 @@ impl ActionTask {
         }
     }
 
-    pub async fn handle(&self, action: Action, requester: &str) -> ActionResult {
+    pub async fn handle(&self, action: Action, requester: &str) -> OpResult {
         tracing::info!(cluster = %self.shared.read().config.name, ?action, requester, "action requested");
         let (term, node) = self.group.epoch();
         if !self.group.is_active() {
-            return Err(ActionError::new(503, format!("node {node} is not the active leader (term {term}): action not run")));
+            return Err(FailoverError::new(ErrorKind::NotLeader, format!("node {node} is not the active leader (term {term}): action not run")));
         }
         match action {
             Action::Failover => {
@@ -126,7 +127,7 @@ impl ActionTask {
                 };
                 match master {
                     Some(m) => self.server_action(&m, ServerAction::BackupPhysical).await,
-                    None => Err(ActionError::new(500, "No master known: no physical backup")),
+                    None => Err(FailoverError::new(ErrorKind::Failed, "No master known: no physical backup")),
                 }
             }
             Action::Server { server, action } => self.server_action(&server, action).await,
@@ -134,7 +135,7 @@ impl ActionTask {
     }
 
     /// One server action: SQL toggles, orchestrator commands, jobs, reseeds.
-    async fn server_action(&self, server: &str, action: ServerAction) -> ActionResult {
+    async fn server_action(&self, server: &str, action: ServerAction) -> OpResult {
         match &action {
             ServerAction::Start | ServerAction::Stop | ServerAction::Provision | ServerAction::Unprovision => {
                 let datadir = self.env.datadir.clone();
@@ -154,13 +155,13 @@ impl ActionTask {
     }
 
     /// Starts a background job (backups, optimize) on a server and answers at once.
-    async fn start_job(&self, server: &str, action: &ServerAction) -> ActionResult {
+    async fn start_job(&self, server: &str, action: &ServerAction) -> OpResult {
         use crate::actions::jobs::JobKind;
         let (addr, cluster, cred, deadline) = {
             let st = self.shared.read();
-            let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
+            let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
             if !st.servers[i].is_up() {
-                return Err(ActionError::new(500, "503 -Not a Valid Server!"));
+                return Err(FailoverError::new(ErrorKind::Failed, "503 -Not a Valid Server!"));
             }
             (st.servers[i].addr.clone(), st.config.name.clone(), st.config.db_credential.clone(), st.config.backup_timeout)
         };
@@ -171,8 +172,8 @@ impl ActionTask {
             ServerAction::BackupSlowQueryLog => JobKind::BackupSlowQueryLog,
             _ => JobKind::Optimize,
         };
-        self.group.check("start a job").await.map_err(|w| ActionError::new(503, w))?;
-        let job = self.env.jobs.start(kind, &cluster, &addr, &cred, deadline).map_err(|e| ActionError::new(409, e))?;
+        self.group.check("start a job").await?;
+        let job = self.env.jobs.start(kind, &cluster, &addr, &cred, deadline).map_err(|e| FailoverError::new(ErrorKind::Conflict, e))?;
         let msg = format!("Job {} ({kind:?}) started on {addr}", job.id);
         self.shared.write().log(Level::Info, "job", &msg);
         Ok(msg)
@@ -180,13 +181,13 @@ impl ActionTask {
 
     /// Rebuilds a replica: `logicalmaster` (dump of the master now), `logicalbackup` (the latest
     /// logical backup of the cluster), `physicalbackup` (needs a local orchestrator: refused).
-    async fn reseed(&self, server: &str, method: &str) -> ActionResult {
+    async fn reseed(&self, server: &str, method: &str) -> OpResult {
         let (addr, flavor, master, cfg) = {
             let st = self.shared.read();
-            let Some(i) = st.find_server(server) else { return Err(ActionError::new(500, "Server Not Found")) };
-            let Some(m) = st.master else { return Err(ActionError::new(500, "No master known: cannot reseed")) };
+            let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
+            let Some(m) = st.master else { return Err(FailoverError::new(ErrorKind::Failed, "No master known: cannot reseed")) };
             if i == m {
-                return Err(ActionError::new(409, "Refused: the master cannot be reseeded from itself"));
+                return Err(FailoverError::new(ErrorKind::Conflict, "Refused: the master cannot be reseeded from itself"));
             }
             let flavor = st.servers[i].snapshot.as_ref().map_or(crate::db::sql::Flavor::MariaDB, |s| s.flavor);
             (st.servers[i].addr.clone(), flavor, st.servers[m].addr.clone(), st.config.clone())
@@ -199,20 +200,19 @@ impl ActionTask {
                     .list(&cfg.name)
                     .into_iter()
                     .find(|j| j.kind == crate::actions::jobs::JobKind::BackupLogical && j.state == "done")
-                    .ok_or_else(|| ActionError::new(409, "No finished logical backup in this cluster: run actions/backup-logical first"))?,
+                    .ok_or_else(|| FailoverError::new(ErrorKind::Conflict, "No finished logical backup in this cluster: run actions/backup-logical first"))?,
             ),
             "physicalbackup" => {
-                return Err(ActionError::new(
-                    501,
+                return Err(FailoverError::new(ErrorKind::NotAvailable,
                     "Reseed from a physical backup needs an orchestrator that stops the server and replaces its datadir: not available here (use logicalbackup or logicalmaster)",
                 ))
             }
             other => {
-                return Err(ActionError::new(400, format!("Unknown reseed method {other}: use logicalbackup, logicalmaster or physicalbackup")))
+                return Err(FailoverError::new(ErrorKind::BadRequest, format!("Unknown reseed method {other}: use logicalbackup, logicalmaster or physicalbackup")))
             }
         };
-        self.group.check("reseed").await.map_err(|w| ActionError::new(503, w))?;
-        let job = self.env.jobs.track(crate::actions::jobs::JobKind::Reseed, &cfg.name, &addr).map_err(|e| ActionError::new(409, e))?;
+        self.group.check("reseed").await?;
+        let job = self.env.jobs.track(crate::actions::jobs::JobKind::Reseed, &cfg.name, &addr).map_err(|e| FailoverError::new(ErrorKind::Conflict, e))?;
         // A reseed copies data: it runs as a job, so the monitor keeps probing meanwhile.
         let (shared, group, jobs, id) = (self.shared.clone(), self.group.clone(), self.env.jobs.clone(), job.id.clone());
         let msg = format!("Job {} (reseed from {method}) started on {addr}", job.id);

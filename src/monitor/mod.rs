@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replication_manager_api::{Action, ActionError, ActionResult};
+use replication_manager_api::Action;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::cluster::log::Level;
+use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::{CrashRecord, JournalEntry};
 use crate::cluster::state::{ClusterState, SharedCluster};
 use crate::cluster::topology::{Problem, ServerState};
@@ -31,7 +32,7 @@ pub struct ClusterCommand {
     pub action: Action,
     /// Who asked (API user, and the node that forwarded the request), for the journal.
     pub requester: String,
-    pub reply: oneshot::Sender<ActionResult>,
+    pub reply: oneshot::Sender<OpResult>,
 }
 
 /// The loop that probes one cluster and acts on it.
@@ -154,11 +155,11 @@ impl ClusterMonitor {
         tracing::info!(cluster = %name, action = ?cmd.action, requester = %cmd.requester, "action requested");
         if !self.group.is_active() {
             let (term, node) = self.group.epoch();
-            let _ = cmd.reply.send(Err(ActionError::new(503, format!("node {node} is not the active leader (term {term}): action not run"))));
+            let _ = cmd.reply.send(Err(FailoverError::new(ErrorKind::NotLeader, format!("node {node} is not the active leader (term {term}): action not run"))));
             return;
         }
         if self.action_slot.swap(true, Ordering::AcqRel) {
-            let _ = cmd.reply.send(Err(ActionError::new(409, format!("Cancel: another action is running on cluster {name}"))));
+            let _ = cmd.reply.send(Err(FailoverError::new(ErrorKind::Conflict, format!("Cancel: another action is running on cluster {name}"))));
             return;
         }
         let guard = SlotGuard(self.action_slot.clone());
@@ -171,11 +172,12 @@ impl ClusterMonitor {
         };
         let deadline = actions::deadline(&cmd.action);
         let label = format!("{:?}", cmd.action);
+        let cluster = name.clone();
         let work = tokio::spawn(async move {
             let _guard = guard;
             let result = match tokio::time::timeout(deadline, task.handle(cmd.action, &cmd.requester)).await {
-                Ok(r) => r,
-                Err(_) => Err(ActionError::new(504, format!("the action did not finish within its deadline of {} s", deadline.as_secs()))),
+                Ok(r) => r.map_err(|e| e.in_cluster(&cluster)),
+                Err(_) => Err(FailoverError::new(ErrorKind::Timeout, format!("the action did not finish within its deadline of {} s", deadline.as_secs()))),
             };
             let _ = cmd.reply.send(result);
         });
@@ -264,7 +266,11 @@ impl ClusterMonitor {
             Gate::Blocked { code, reason } => vec![Problem { code, desc: reason.clone(), server: None }],
             Gate::Go => match self.executor().failover(AUTOMATIC).await {
                 Ok(_) => Vec::new(),
-                Err(e) => vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }],
+                Err(e) => {
+                    let e = e.in_cluster(&self.shared.read().config.name);
+                    tracing::error!(error = %e.with_context(), "automatic failover failed");
+                    vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }]
+                }
             },
             Gate::Idle => Vec::new(),
         };
@@ -342,7 +348,7 @@ impl ClusterMonitor {
                         Ok(_) => {
                             st.quarantined.remove(&i);
                         }
-                        Err(e) if e.status == 409 => {
+                        Err(e) if e.kind == ErrorKind::Conflict => {
                             let addr = st.servers[i].addr.clone();
                             st.quarantined.insert(i, Problem { code: "ERR00070", desc: e.message.clone(), server: Some(addr.to_string()) });
                         }
@@ -374,10 +380,10 @@ impl ClusterMonitor {
 }
 
 /// Sends `action` to a cluster's monitor and waits for the outcome.
-pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> ActionResult {
+pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> OpResult {
     let (reply, rx) = oneshot::channel();
     tx.send(ClusterCommand { action, requester, reply })
         .await
-        .map_err(|_| ActionError::new(503, "the cluster monitor is stopping"))?;
-    rx.await.map_err(|_| ActionError::new(500, "the cluster monitor stopped before answering"))?
+        .map_err(|_| FailoverError::new(ErrorKind::NotLeader, "the cluster monitor is stopping"))?;
+    rx.await.map_err(|_| FailoverError::new(ErrorKind::Failed, "the cluster monitor stopped before answering"))?
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, HostPort};
 use crate::config::NodeRole;
+use crate::failover::error::{ErrorKind, FailoverError};
 use crate::group::ManagerGroup;
 use crate::cluster::state::{ClusterState, SharedCluster};
 use crate::monitor::{self, ClusterCommand, ClusterMonitor};
@@ -338,9 +339,27 @@ impl Backend for NodeBackend {
             // One action at a time per cluster is the monitor's rule (409 for a second one);
             // the action runs as its own task, so it ends even if this request goes away.
             let Some(tx) = tx else { return Err(ActionError::new(500, "No Cluster")) };
-            monitor::request(&tx, action, requester).await
+            monitor::request(&tx, action, requester).await.map_err(http_error)
         }
     }
+}
+
+/// The API edge: the HTTP status and text of a failed operation. The only place where the
+/// manager's error kinds become status codes.
+fn http_error(e: FailoverError) -> ActionError {
+    let status = match e.kind {
+        ErrorKind::BadRequest => 400,
+        ErrorKind::NotFound => 404,
+        ErrorKind::Conflict => 409,
+        ErrorKind::NotAvailable => 501,
+        ErrorKind::NotLeader => 503,
+        ErrorKind::Timeout => 504,
+        ErrorKind::Failed => 500,
+    };
+    if status >= 500 {
+        tracing::warn!(status, error = %e.with_context(), "action failed");
+    }
+    ActionError::new(status, e.message)
 }
 
 fn hostname() -> String {
