@@ -65,6 +65,9 @@ async fn every_route_is_documented_guarded_and_answers() {
     // docs/api.md and the served document list the same routes, with the same access.
     check_doc_matches_openapi(&documented, paths);
     let by_path: std::collections::HashMap<&str, &DocRoute> = documented.iter().map(|r| (r.path.as_str(), r)).collect();
+    // The slow log routes read the server's slow log file, which exists once the log was
+    // enabled (without it they answer 409, checked in bad_input_gets_clear_answers).
+    sb.sql(2, "SET GLOBAL slow_query_log = ON");
 
     let client = http();
     for (path, ops) in paths {
@@ -134,6 +137,8 @@ async fn bad_input_gets_clear_answers() {
         (format!("/api/clusters/{CLUSTER}/servers/db0/processlist"), 500, "503 -Not a Valid Server!"),
         (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 500, "Server Not Found"),
         (format!("/api/clusters/{CLUSTER}/servers/{}/processlist?limit=0", sb.addr(1)), 400, "Bad parameter limit=0: expected 1 to 10000"),
+        // A slow log that was never enabled has no file: 409 with the reason, never 501.
+        (format!("/api/clusters/{CLUSTER}/servers/{}/slowlog", sb.addr(1)), 409, ""),
         (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/notaport"), 400, r#"{"msg":"Bad port notaport"}"#),
         (format!("/api/clusters/{CLUSTER}/actions/addserver/127.0.0.1/{}", sb.port(1)), 409, ""),
         (format!("/api/clusters/{CLUSTER}/settings/actions/set/failover-limit/lots"), 400, ""),
@@ -152,6 +157,8 @@ async fn bad_input_gets_clear_answers() {
             assert_eq!(b, body, "GET {path}");
         }
     }
+    let (_, b) = get(format!("/api/clusters/{CLUSTER}/servers/{}/slowlog", sb.addr(1))).await;
+    assert!(b.contains("is not readable from the manager host"), "{b}");
     // Wrong method, malformed and oversized bodies.
     let r = client.delete(m.url("/api/clusters")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(r.status(), 405);

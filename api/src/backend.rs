@@ -187,7 +187,9 @@ pub trait Backend: Send + Sync + 'static {
     fn leader_route(&self) -> LeaderRoute;
     /// The manager group as this node sees it.
     fn group(&self) -> crate::wire::GroupView;
-    /// Reads live information from one server (`limit` rows at most).
+    /// Reads live information from one server (`limit` rows at most). An error with status 501
+    /// (the information is not kept, or not readable from the manager host) is answered 409:
+    /// read routes never answer 501.
     fn server_info(
         &self,
         cluster: &str,

@@ -155,14 +155,14 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             GET,
             Grant(&["prov-cluster"]),
             false,
-            "Orchestrator agent services (no opensvc/kube agent here: 501)",
-            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "No orchestrator agent is available: services are not managed by an opensvc or kube agent here") }),
+            "Orchestrator agent services: [] (no opensvc or kube agent runs services here)",
+            get(agent_services::<B>),
         ),
         spec(
             "/api/clusters/{cluster}/actions/start-traffic",
             GET_POST,
             Grant(&["cluster-traffic"]),
-            false,
+            true,
             "Proxy traffic switch (no proxy is managed here: 501)",
             get(no_proxy).post(no_proxy),
         ),
@@ -170,7 +170,7 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             "/api/clusters/{cluster}/actions/stop-traffic",
             GET_POST,
             Grant(&["cluster-traffic"]),
-            false,
+            true,
             "Proxy traffic switch (no proxy is managed here: 501)",
             get(no_proxy).post(no_proxy),
         ),
@@ -181,8 +181,8 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             GET,
             Grant(&["prov-db-provision"]),
             false,
-            "OpenSVC service configuration (the opensvc orchestrator is not available: 501)",
-            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "The opensvc orchestrator is not available in this manager: no service configuration to show") }),
+            "OpenSVC service configuration: a comment-only text (no opensvc orchestrator here)",
+            get(service_opensvc::<B>),
         ),
         spec("/api/clusters/{cluster}/actions/switchover", GET_POST, Grant(&["cluster-switchover"]), true, "Switchover (optional prefmaster=host:port)", get(switchover::<B>).post(switchover::<B>)),
         spec("/api/clusters/{cluster}/actions/failover", GET_POST, Grant(&["cluster-failover"]), true, "Failover now, electing the best candidate", get(failover::<B>).post(failover::<B>)),
@@ -734,6 +734,9 @@ async fn server_info<B: Backend>(st: St<B>, c: String, server: String, info: Ser
     };
     match st.backend.server_info(&c, &server, info, limit).await {
         Ok(v) => json(&v),
+        // The information is not kept, or not readable from the manager host (a log file of a
+        // remote server, log_output=NONE): the server's configuration, not a missing feature.
+        Err(e) if e.status == 501 => text(StatusCode::CONFLICT, e.message),
         Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
     }
 }
@@ -781,6 +784,27 @@ async fn add_server<B: Backend>(State(st): St<B>, Path((c, host, port)): Path<(S
 
 async fn reseed<B: Backend>(State(st): St<B>, Path((c, server, method)): Path<(String, String, String)>) -> Response {
     action_answer(st.backend.run_action(&c, Action::Server { server, action: ServerAction::Reseed(method) }).await)
+}
+
+/// Services run for this cluster by an orchestrator agent (opensvc, kube): this manager has no
+/// such agent, so there are none.
+async fn agent_services<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<serde_json::Value>::new()))
+}
+
+/// The opensvc service configuration of a server: no server is an opensvc service here, so the
+/// answer is a configuration made of comments only, saying so.
+async fn service_opensvc<B: Backend>(State(st): St<B>, Path((c, s)): Path<(String, String)>) -> Response {
+    match st.backend.health(&c, ServerRef::Name(&s), HealthCheck::Master) {
+        Health::NoCluster => no_cluster(),
+        Health::NotFound => text(StatusCode::INTERNAL_SERVER_ERROR, "Server Not Found"),
+        Health::Valid | Health::NotValid => text(
+            StatusCode::OK,
+            format!(
+                "# {s}: no opensvc service.\n# This manager does not use the opensvc orchestrator: the server is not an opensvc service and has no service configuration.\n"
+            ),
+        ),
+    }
 }
 
 async fn no_proxy() -> Response {
