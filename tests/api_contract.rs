@@ -1,6 +1,8 @@
-//! The API contract: the OpenAPI document served by the manager matches its router and covers
-//! the user's API document; every route answers with and without a token and with a token
-//! lacking the grant; bad input gets a clear 4xx; server info and server actions work for real.
+//! The API contract: docs/api.md (the repository's API reference, which marks the routes of the
+//! user's API document) lists exactly the routes of the served OpenAPI document, with the same
+//! access; every route answers with and without a token and with a token lacking the grant, with
+//! statuses docs/api.md lists; reads never answer 501; unknown names get 404 or the documented
+//! code; bad input gets a clear 4xx; server info and server actions work for real.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -130,12 +132,12 @@ async fn bad_input_gets_clear_answers() {
         }
     };
     for (path, code, body) in [
-        ("/api/clusters/nope".to_string(), 500, "No cluster"),
-        ("/api/clusters/nope/topology/servers".to_string(), 500, "No cluster"),
+        ("/api/clusters/nope".to_string(), 404, "Unknown cluster: nope"),
+        ("/api/clusters/nope/topology/servers".to_string(), 404, "Unknown cluster: nope"),
         ("/api/clusters/nope/actions/switchover".to_string(), 500, "No Cluster"),
-        ("/api/clusters/nope/settings".to_string(), 500, "No cluster"),
-        (format!("/api/clusters/{CLUSTER}/servers/db0/processlist"), 500, "503 -Not a Valid Server!"),
-        (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 500, "Server Not Found"),
+        ("/api/clusters/nope/settings".to_string(), 404, "Unknown cluster: nope"),
+        (format!("/api/clusters/{CLUSTER}/servers/db0/processlist"), 404, "Unknown server: db0 (cluster c1)"),
+        (format!("/api/clusters/{CLUSTER}/servers/db0/actions/toogle-read-only"), 404, "Unknown server: db0 (cluster c1)"),
         (format!("/api/clusters/{CLUSTER}/servers/{}/processlist?limit=0", sb.addr(1)), 400, "Bad parameter limit=0: expected 1 to 10000"),
         // A slow log that was never enabled has no file: 409 with the reason, never 501.
         (format!("/api/clusters/{CLUSTER}/servers/{}/slowlog", sb.addr(1)), 409, ""),
@@ -169,6 +171,89 @@ async fn bad_input_gets_clear_answers() {
     // The manager is still healthy after all that.
     let (st, _) = m.get("/api/status", None).await;
     assert_eq!(st, 200);
+    drop(m);
+    drop(sb);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every route that names a cluster, called as admin with an unknown cluster and (for server
+/// routes) with a known cluster and an unknown server, answers 404 with a message naming it, or
+/// the code docs/api.md takes from the user's document; an unknown name never gets a 500 the
+/// user's document does not give. Nothing runs: the names are checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_names_answer_404_or_the_documented_code() {
+    let documented = doc_routes();
+    let (sb, m, admin, _viewer, dir) = lab().await;
+    let doc: Value = http().get(m.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    check_doc_matches_openapi(&documented, paths);
+    let client = http();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for r in &documented {
+        let Some(cluster_code) = r.unknown_cluster else { continue };
+        for code in [Some(cluster_code), r.unknown_server].into_iter().flatten() {
+            if code == 500 && !r.unknown_from_user_doc {
+                problems.push(format!("{}: docs/api.md answers an unknown name 500 without the user's document saying so", r.path));
+            }
+        }
+        let (want_cluster, want_server) = (r.unknown_cluster.map(u64::from), r.unknown_server.map(u64::from));
+        for (m, op) in paths[&r.path].as_object().into_iter().flatten() {
+            if op["x-unknown-cluster"].as_u64() != want_cluster || op["x-unknown-server"].as_u64() != want_server {
+                problems.push(format!(
+                    "{m} {}: unknown names {want_cluster:?}/{want_server:?} in docs/api.md, {}/{} served",
+                    r.path, op["x-unknown-cluster"], op["x-unknown-server"]
+                ));
+            }
+        }
+        let mut cases = vec![("no-such-cluster", None, cluster_code, "Unknown cluster: no-such-cluster".to_string())];
+        if let Some(code) = r.unknown_server {
+            let (server, shown) = if r.path.contains("{server}/{port}") {
+                ("127.0.0.1/1", "127.0.0.1:1")
+            } else {
+                ("no-such-server", "no-such-server")
+            };
+            cases.push((CLUSTER, Some(server), code, format!("Unknown server: {shown} (cluster {CLUSTER})")));
+        }
+        for (cluster, server, want, body_404) in cases {
+            let path = r
+                .path
+                .replace("{cluster}", cluster)
+                .replace("{server}/{port}", server.unwrap_or("127.0.0.1/1"))
+                .replace("{server}", server.unwrap_or(&sb.addr(2)))
+                .replace("{host}", "127.0.0.1")
+                .replace("{port}", "1")
+                .replace("{topology}", "master-slave")
+                .replace("{name}", "autorejoin")
+                .replace("{value}", "true")
+                .replace("{test}", "switchover")
+                .replace("{method}", "logicalmaster");
+            for method in &r.methods {
+                let rq = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), m.url(&path)).bearer_auth(&admin);
+                let resp = rq.send().await.unwrap();
+                let st = resp.status().as_u16();
+                let body = resp.text().await.unwrap();
+                checked += 1;
+                if st != want {
+                    problems.push(format!("{method} {path}: {st} {body:?}, docs/api.md says {want}"));
+                } else if st == 404 && body != body_404 {
+                    problems.push(format!("{method} {path}: 404 {body:?}, expected {body_404:?}"));
+                }
+                if st == 500 && !r.unknown_from_user_doc {
+                    problems.push(format!("{method} {path}: 500 for an unknown name"));
+                }
+                if !r.answers.contains(&st) {
+                    problems.push(format!("{method} {path}: {st} not listed for the route in docs/api.md"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "unknown names:\n{}", problems.join("\n"));
+    assert!(checked > 100, "only {checked} requests with unknown names");
+    // Nothing ran: the cluster still has its master and its replica.
+    let s = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &admin).await;
+    assert_eq!(server_by_url(&s, &sb.addr(1))["state"], "Master", "{s}");
+    assert_eq!(server_by_url(&s, &sb.addr(2))["state"], "Slave", "{s}");
     drop(m);
     drop(sb);
     let _ = std::fs::remove_dir_all(dir);
