@@ -519,7 +519,7 @@ async fn maintenance_replica_is_not_elected() {
         lab.servers().await
     );
     let (st, body) = lab.m.get(&format!("/api/clusters/{CLUSTER}/servers/db0/actions/maintenance"), Some(&lab.token)).await;
-    assert_eq!((st, body.as_str()), (404, "Server Not Found: db0"));
+    assert_eq!((st, body.as_str()), (404, "Unknown server: db0 (cluster c1)"));
     let first = lab.sb.addr(1);
     lab.sb.run(&["kill", "1"]);
     let new = lab.wait_new_master(&first, Duration::from_secs(30)).await;

@@ -102,7 +102,7 @@ async fn discovers_topology_and_answers_health_routes() {
     let ss = m.get_json(&format!("/api/clusters/{CLUSTER}/servers/{r2}/all-slaves-status"), &token).await;
     assert_eq!(ss[0]["masterPort"]["String"], sb.port(1).to_string());
     let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/servers/db0/master-status"), Some(&token)).await;
-    assert_eq!((st, body.as_str()), (500, "503 -Not a Valid Server!"));
+    assert_eq!((st, body.as_str()), (404, "Unknown server: db0 (cluster c1)"));
 
     // Health routes: valid only for the master / for healthy replicas.
     let p1 = sb.port(1).to_string();

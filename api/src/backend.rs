@@ -173,6 +173,16 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self, cluster: &str, server: ServerRef<'_>, check: HealthCheck) -> Health;
     /// A reachable server of the cluster (down servers are `NoServer` for read routes).
     fn live_server(&self, cluster: &str, server: &str) -> Lookup<ServerView>;
+    /// Whether `server` is a server of `cluster`, up or down. The router asks it before a route
+    /// that names a server runs (an unknown one is answered 404). The default asks
+    /// [`Backend::health`], which looks servers up as the actions do (id, then `host:port`).
+    fn server_lookup(&self, cluster: &str, server: ServerRef<'_>) -> Lookup<()> {
+        match self.health(cluster, server, HealthCheck::Slave) {
+            Health::NoCluster => Lookup::NoCluster,
+            Health::NotFound => Lookup::NoServer,
+            Health::Valid | Health::NotValid => Lookup::Found(()),
+        }
+    }
     /// Checks a user's password; `None` when unknown or wrong.
     fn authenticate(&self, user: &str, password: &str) -> Option<AuthUser>;
     /// True while `user` is still a configured API user (checked on every request).
@@ -187,7 +197,9 @@ pub trait Backend: Send + Sync + 'static {
     fn leader_route(&self) -> LeaderRoute;
     /// The manager group as this node sees it.
     fn group(&self) -> crate::wire::GroupView;
-    /// Reads live information from one server (`limit` rows at most).
+    /// Reads live information from one server (`limit` rows at most). An error with status 501
+    /// (the information is not kept, or not readable from the manager host) is answered 409:
+    /// read routes never answer 501.
     fn server_info(
         &self,
         cluster: &str,

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::router::{Access, RouteSpec};
+use crate::router::{Access, RouteSpec, UnknownNames};
 
 fn parameters(path: &str) -> Vec<Value> {
     path.split('/')
@@ -12,11 +12,12 @@ fn parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
-fn responses(access: Access, mutating: bool) -> Value {
+fn responses<B>(s: &RouteSpec<B>) -> Value {
+    let (access, mutating) = (s.access, s.mutating);
     let mut r = Map::new();
     r.insert("200".into(), json!({"description": "Success"}));
     r.insert("400".into(), json!({"description": "Bad input or refused precondition (text reason)"}));
-    r.insert("500".into(), json!({"description": "Unknown cluster or server, or execution failure (text reason)"}));
+    r.insert("500".into(), json!({"description": "Execution failure (text reason)"}));
     if access != Access::Public {
         r.insert("401".into(), json!({"description": "Missing or invalid token"}));
     }
@@ -26,6 +27,20 @@ fn responses(access: Access, mutating: bool) -> Value {
     if mutating {
         r.insert("409".into(), json!({"description": "Refused: another action runs, or no electable candidate"}));
         r.insert("503".into(), json!({"description": "No leader in the manager group, or this node is not the leader"}));
+    }
+    let (cluster, server) = s.unknown_statuses();
+    for (code, what) in [(cluster, "Unknown cluster"), (server, "Unknown server")] {
+        let Some(code) = code else { continue };
+        let what = match s.unknown {
+            UnknownNames::Documented { .. } => format!("{what} (the user's API document's answer)"),
+            _ => format!("{what} (text naming it)"),
+        };
+        let description = match r.get(&code.to_string()).and_then(|d| d["description"].as_str()) {
+            Some(d) if !d.contains(&what) => format!("{d}; {what}"),
+            Some(d) => d.to_string(),
+            None => what,
+        };
+        r.insert(code.to_string(), json!({"description": description}));
     }
     Value::Object(r)
 }
@@ -40,9 +55,16 @@ pub fn document<B>(specs: &[RouteSpec<B>]) -> Value {
             let mut op = json!({
                 "summary": s.summary,
                 "parameters": parameters(&s.path),
-                "responses": responses(s.access, s.mutating),
+                "responses": responses(s),
                 "x-mutating": s.mutating,
             });
+            let (cluster, server) = s.unknown_statuses();
+            if let Some(c) = cluster {
+                op["x-unknown-cluster"] = json!(c);
+            }
+            if let Some(c) = server {
+                op["x-unknown-server"] = json!(c);
+            }
             match s.access {
                 Access::Public => {}
                 Access::Token => op["security"] = json!([{"bearer": []}]),

@@ -102,7 +102,39 @@ pub struct RouteSpec<B> {
     pub access: Access,
     pub mutating: bool,
     pub summary: &'static str,
+    /// How an unknown cluster or server name in the path is answered.
+    pub unknown: UnknownNames,
     pub handler: axum::routing::MethodRouter<Arc<ApiState<B>>>,
+}
+
+/// How a route answers a cluster or server name (in its path) that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownNames {
+    /// The path names no cluster.
+    NoName,
+    /// Checked before the handler runs: 404 with a plain-text message naming the unknown
+    /// cluster (`Unknown cluster: <name>`) or server (`Unknown server: <server> (cluster <name>)`).
+    NotFound,
+    /// The user's API document gives this route its own answers, and its handler keeps them:
+    /// `cluster` for an unknown cluster, `server` for an unknown server of a known cluster.
+    Documented { cluster: u16, server: Option<u16> },
+}
+
+impl<B> RouteSpec<B> {
+    /// Keeps the user's API document's answers to unknown names for this route.
+    fn documented_unknown(mut self, cluster: u16, server: Option<u16>) -> Self {
+        self.unknown = UnknownNames::Documented { cluster, server };
+        self
+    }
+
+    /// The statuses answered for an unknown cluster, and for an unknown server of a known one.
+    pub fn unknown_statuses(&self) -> (Option<u16>, Option<u16>) {
+        match self.unknown {
+            UnknownNames::NoName => (None, None),
+            UnknownNames::NotFound => (Some(404), self.path.contains("{server}").then_some(404)),
+            UnknownNames::Documented { cluster, server } => (Some(cluster), server),
+        }
+    }
 }
 
 const GET: &[&str] = &["GET"];
@@ -116,7 +148,9 @@ fn spec<B>(
     summary: &'static str,
     handler: axum::routing::MethodRouter<Arc<ApiState<B>>>,
 ) -> RouteSpec<B> {
-    RouteSpec { path: path.into(), methods, access, mutating, summary, handler }
+    let path = path.into();
+    let unknown = if path.contains("{cluster}") { UnknownNames::NotFound } else { UnknownNames::NoName };
+    RouteSpec { path, methods, access, mutating, summary, unknown, handler }
 }
 
 /// Every route of the API.
@@ -126,7 +160,8 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         spec("/api/status", GET, Public, false, "Manager status: {\"alive\": \"running\"} once started", get(status::<B>)),
         spec("/api/login", &["POST"], Public, false, "Login with {\"username\",\"password\"}; returns {\"token\"}", post(login::<B>)),
         spec("/api/openapi.json", GET, Public, false, "This OpenAPI document", get(openapi::<B>)),
-        spec("/api/clusters/{cluster}/status", GET, Public, false, "Cluster status: running or errors", get(cluster_status::<B>)),
+        spec("/api/clusters/{cluster}/status", GET, Public, false, "Cluster status: running or errors", get(cluster_status::<B>))
+            .documented_unknown(400, None),
         spec(
             "/api/internal/clusters/{cluster}/master-view",
             GET,
@@ -155,14 +190,14 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             GET,
             Grant(&["prov-cluster"]),
             false,
-            "Orchestrator agent services (no opensvc/kube agent here: 501)",
-            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "No orchestrator agent is available: services are not managed by an opensvc or kube agent here") }),
+            "Orchestrator agent services: [] (no opensvc or kube agent runs services here)",
+            get(agent_services::<B>),
         ),
         spec(
             "/api/clusters/{cluster}/actions/start-traffic",
             GET_POST,
             Grant(&["cluster-traffic"]),
-            false,
+            true,
             "Proxy traffic switch (no proxy is managed here: 501)",
             get(no_proxy).post(no_proxy),
         ),
@@ -170,7 +205,7 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             "/api/clusters/{cluster}/actions/stop-traffic",
             GET_POST,
             Grant(&["cluster-traffic"]),
-            false,
+            true,
             "Proxy traffic switch (no proxy is managed here: 501)",
             get(no_proxy).post(no_proxy),
         ),
@@ -181,11 +216,13 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             GET,
             Grant(&["prov-db-provision"]),
             false,
-            "OpenSVC service configuration (the opensvc orchestrator is not available: 501)",
-            get(|| async { text(StatusCode::NOT_IMPLEMENTED, "The opensvc orchestrator is not available in this manager: no service configuration to show") }),
+            "OpenSVC service configuration: a comment-only text (no opensvc orchestrator here)",
+            get(service_opensvc),
         ),
-        spec("/api/clusters/{cluster}/actions/switchover", GET_POST, Grant(&["cluster-switchover"]), true, "Switchover (optional prefmaster=host:port)", get(switchover::<B>).post(switchover::<B>)),
-        spec("/api/clusters/{cluster}/actions/failover", GET_POST, Grant(&["cluster-failover"]), true, "Failover now, electing the best candidate", get(failover::<B>).post(failover::<B>)),
+        spec("/api/clusters/{cluster}/actions/switchover", GET_POST, Grant(&["cluster-switchover"]), true, "Switchover (optional prefmaster=host:port)", get(switchover::<B>).post(switchover::<B>))
+            .documented_unknown(500, None),
+        spec("/api/clusters/{cluster}/actions/failover", GET_POST, Grant(&["cluster-failover"]), true, "Failover now, electing the best candidate", get(failover::<B>).post(failover::<B>))
+            .documented_unknown(500, None),
     ];
     let cluster_actions: &[(&str, &'static [&'static str], &'static str, Action)] = &[
         ("actions/reset-failover-control", &["cluster-settings"], "Reset the failover counter", Action::ResetFailoverControl),
@@ -213,7 +250,8 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         true,
         "Bootstrap replication: master-slave or multi-master (resets binary logs)",
         get(bootstrap::<B>).post(bootstrap::<B>),
-    ));
+    )
+    .documented_unknown(500, None));
     for p in ["settings/switch/{name}", "settings/actions/switch/{name}"] {
         v.push(spec(format!("/api/clusters/{{cluster}}/{p}"), GET_POST, Grant(&["cluster-settings"]), true, "Flip a boolean setting", get(switch_setting::<B>).post(switch_setting::<B>)));
     }
@@ -304,11 +342,18 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             ("slave-status", HealthCheck::Slave),
         ] {
             let by_host = get(move |s: St<B>, p: Path<(String, String, String)>| health_host_port(s, p, check));
-            v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"), GET, Public, false, "Health check by host and port", by_host));
+            // The user's document: 500 `No cluster!`, and 503 for a server that is not valid.
+            v.push(
+                spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{{port}}/{suffix}"), GET, Public, false, "Health check by host and port", by_host)
+                    .documented_unknown(500, Some(503)),
+            );
             // Under /api the by-name master-status is the protected binlog-status route.
             if !(prefix == "/api/clusters" && suffix == "master-status") {
                 let by_name = get(move |s: St<B>, p: Path<(String, String)>| health_by_name(s, p, check));
-                v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"), GET, Public, false, "Health check by server id or host:port", by_name));
+                v.push(
+                    spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"), GET, Public, false, "Health check by server id or host:port", by_name)
+                        .documented_unknown(500, Some(503)),
+                );
             }
         }
     }
@@ -321,10 +366,12 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
     let mut protected = Router::new();
     let mut mutating = Router::new();
     let mut grants = std::collections::HashMap::new();
+    let mut unknown = std::collections::HashMap::new();
     for s in route_specs::<B>() {
         if let Access::Grant(g) = s.access {
             grants.insert(s.path.clone(), g);
         }
+        unknown.insert(s.path.clone(), s.unknown);
         match (s.access, s.mutating) {
             (Access::Public, _) => public = public.route(&s.path, s.handler),
             (_, true) => mutating = mutating.route(&s.path, s.handler),
@@ -332,8 +379,14 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
         }
     }
     let grants = Arc::new(grants);
-    // Layers added later run first: token, then grant, then (mutating) forward or run here.
-    let mutating = mutating.route_layer(middleware::from_fn_with_state(state.clone(), forward_to_leader::<B>));
+    let names = middleware::from_fn_with_state((state.clone(), Arc::new(unknown)), require_known_names::<B>);
+    // Layers added later run first: token, then grant, then (mutating) forward or run here,
+    // then the unknown-name check on the node that runs the request.
+    let public = public.route_layer(names.clone());
+    let protected = protected.route_layer(names.clone());
+    let mutating = mutating
+        .route_layer(names)
+        .route_layer(middleware::from_fn_with_state(state.clone(), forward_to_leader::<B>));
     let protected = protected
         .merge(mutating)
         .route_layer(middleware::from_fn_with_state((state.clone(), grants), require_grant::<B>))
@@ -488,6 +541,46 @@ async fn require_grant<B: Backend>(
         tracing::info!(%user, path = %req.uri().path(), "ACL check failed");
         text(StatusCode::FORBIDDEN, "No valid ACL")
     }
+}
+
+type UnknownMap = Arc<std::collections::HashMap<String, UnknownNames>>;
+
+/// Answers 404 for a cluster, or a server of a known cluster, that the path names and the
+/// backend does not know, before the handler runs. Routes whose answers to unknown names the
+/// user's document fixes ([`UnknownNames::Documented`]) are left to their handler.
+async fn require_known_names<B: Backend>(
+    State((st, unknown)): State<(Arc<ApiState<B>>, UnknownMap)>,
+    matched: Option<axum::extract::MatchedPath>,
+    params: axum::extract::RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    let template = matched.as_ref().map(|m| m.as_str()).unwrap_or_default();
+    if unknown.get(template) != Some(&UnknownNames::NotFound) {
+        return next.run(req).await;
+    }
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+    let Some(cluster) = param("cluster") else { return next.run(req).await };
+    if !st.backend.cluster_names().contains(&cluster) {
+        tracing::debug!(%cluster, path = %req.uri().path(), "unknown cluster");
+        return text(StatusCode::NOT_FOUND, format!("Unknown cluster: {cluster}"));
+    }
+    if let Some(server) = param("server") {
+        let port = param("port").filter(|_| template.contains("{server}/{port}"));
+        let (lookup, shown) = match &port {
+            Some(p) => (st.backend.server_lookup(&cluster, ServerRef::HostPort(&server, p)), format!("{server}:{p}")),
+            None => (st.backend.server_lookup(&cluster, ServerRef::Name(&server)), server.clone()),
+        };
+        match lookup {
+            Lookup::Found(()) => {}
+            Lookup::NoCluster => return text(StatusCode::NOT_FOUND, format!("Unknown cluster: {cluster}")),
+            Lookup::NoServer => {
+                tracing::debug!(%cluster, server = %shown, path = %req.uri().path(), "unknown server");
+                return text(StatusCode::NOT_FOUND, format!("Unknown server: {shown} (cluster {cluster})"));
+            }
+        }
+    }
+    next.run(req).await
 }
 
 async fn status<B: Backend>(State(st): St<B>) -> Response {
@@ -734,6 +827,9 @@ async fn server_info<B: Backend>(st: St<B>, c: String, server: String, info: Ser
     };
     match st.backend.server_info(&c, &server, info, limit).await {
         Ok(v) => json(&v),
+        // The information is not kept, or not readable from the manager host (a log file of a
+        // remote server, log_output=NONE): the server's configuration, not a missing feature.
+        Err(e) if e.status == 501 => text(StatusCode::CONFLICT, e.message),
         Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
     }
 }
@@ -781,6 +877,22 @@ async fn add_server<B: Backend>(State(st): St<B>, Path((c, host, port)): Path<(S
 
 async fn reseed<B: Backend>(State(st): St<B>, Path((c, server, method)): Path<(String, String, String)>) -> Response {
     action_answer(st.backend.run_action(&c, Action::Server { server, action: ServerAction::Reseed(method) }).await)
+}
+
+/// Services run for this cluster by an orchestrator agent (opensvc, kube): this manager has no
+/// such agent, so there are none.
+async fn agent_services<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<serde_json::Value>::new()))
+}
+
+/// The opensvc service configuration of a server: no server is an opensvc service here, so the
+/// answer is a configuration made of comments only, saying so (the server is a known one: the
+/// router checked the names).
+async fn service_opensvc(Path((_, s)): Path<(String, String)>) -> Response {
+    text(
+        StatusCode::OK,
+        format!("# {s}: no opensvc service.\n# This manager does not use the opensvc orchestrator: the server is not an opensvc service and has no service configuration.\n"),
+    )
 }
 
 async fn no_proxy() -> Response {
