@@ -6,6 +6,7 @@ pub mod acl;
 pub mod auth;
 pub mod backend;
 pub mod openapi;
+pub mod route;
 pub mod router;
 pub mod wire;
 

@@ -1,9 +1,9 @@
 //! The OpenAPI 3 document of the API, generated from the same route list the router is built
-//! from ([`crate::router::route_specs`]), so the document cannot drift from the routes.
+//! from (the router's route table), so the document cannot drift from the routes.
 
 use serde_json::{json, Map, Value};
 
-use crate::router::{Access, RouteSpec, UnknownNames};
+use crate::route::{Access, RouteSpec, UnknownNames};
 
 fn parameters(path: &str) -> Vec<Value> {
     path.split('/')
@@ -12,7 +12,7 @@ fn parameters(path: &str) -> Vec<Value> {
         .collect()
 }
 
-fn responses<B>(s: &RouteSpec<B>) -> Value {
+fn responses<H>(s: &RouteSpec<H>) -> Value {
     let (access, mutating) = (s.access, s.mutating);
     let mut r = Map::new();
     r.insert("200".into(), json!({"description": "Success"}));
@@ -46,7 +46,7 @@ fn responses<B>(s: &RouteSpec<B>) -> Value {
 }
 
 /// The document.
-pub fn document<B>(specs: &[RouteSpec<B>]) -> Value {
+pub fn document<H>(specs: &[RouteSpec<H>]) -> Value {
     let mut paths = Map::new();
     for s in specs {
         let entry = paths.entry(s.path.clone()).or_insert_with(|| Value::Object(Map::new()));

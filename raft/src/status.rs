@@ -29,6 +29,11 @@ pub struct GroupStatus {
     /// This node cannot reach a quorum: a leader without a quorum ack within the lease, or a
     /// non-leader that has not heard from a leader for more than `2 x election_max_ms`.
     pub lost_quorum: bool,
+    /// Split brain seen from this node: it holds the leader role but cannot confirm it with a
+    /// quorum (an isolated old leader that still believes it leads while another may be
+    /// elected), or it knows another active leader while it believes it leads. Distinct from
+    /// `lost_quorum`, which a follower cut off from the leader also reports.
+    pub split_brain: bool,
     /// Leader only: milliseconds since the sending time of the last heartbeat/append a quorum
     /// acknowledged.
     pub millis_since_quorum_ack: Option<u64>,
@@ -67,8 +72,11 @@ pub(crate) fn compute(node_id: NodeId, m: &RaftMetrics, inputs: &StatusInputs) -
         _ if is_leader => !active,
         _ => inputs.since_leader_contact.unwrap_or(inputs.uptime) > inputs.leader_contact_timeout,
     };
+    // Believes it leads without a fresh quorum, or sees another leader while in leader state.
+    let split_brain = m.state == ServerState::Leader && (!active || m.current_leader.is_some_and(|l| l != node_id));
     GroupStatus {
         node_id,
+        split_brain,
         state: format!("{:?}", m.state),
         term: m.current_term,
         leader: m.current_leader,

@@ -17,6 +17,14 @@ pub const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Longest unix socket path (sun_path is 108 bytes).
 const MAX_SOCKET_PATH: usize = 100;
 
+/// True when this host can run local instances: `mariadbd` and `mariadb-install-db` are on
+/// the manager's `PATH` (or in /usr/sbin, where Debian puts mariadbd).
+pub fn available() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]).collect();
+    ["mariadbd", "mariadb-install-db"].iter().all(|bin| dirs.iter().any(|d| d.join(bin).is_file()))
+}
+
 /// The instances of one cluster on this host.
 pub struct LocalOrchestrator {
     root: PathBuf,

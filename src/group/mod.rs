@@ -150,7 +150,7 @@ impl ManagerGroup {
             state: s.state.clone(),
             term: s.term,
             leader: s.leader,
-            split_brain: s.lost_quorum,
+            split_brain: s.split_brain,
             millis_since_quorum_ack: s.millis_since_quorum_ack,
             millis_since_leader_contact: s.millis_since_leader_contact,
             last_applied: s.last_applied,

@@ -52,7 +52,7 @@ impl NodeBackend {
         let s = self.group.status();
         GroupStatus {
             active: s.active,
-            split_brain: s.lost_quorum,
+            split_brain: s.split_brain,
             lost_majority: s.lost_quorum,
             failed_arbitrator: self.group.arbitrator_down(),
         }
@@ -107,7 +107,7 @@ impl Backend for NodeBackend {
 
     fn cluster(&self, name: &str) -> Option<ClusterView> {
         let c = self.cluster_state(name)?;
-        Some(views::cluster_view(&c.read(), &self.working_dir(name), self.group_status()))
+        Some(views::cluster_view(&c.read(), &self.working_dir(name), self.group_status(), &self.jobs.list(name)))
     }
 
     fn cluster_is_failable(&self, name: &str) -> Option<bool> {
@@ -196,7 +196,7 @@ impl Backend for NodeBackend {
             }),
             logs: views::http_log(&logs),
             service_plans: None,
-            service_orchestrators: vec![json!({"id": 1, "name": "local", "available": false, "label": "Local"})],
+            service_orchestrators: vec![json!({"id": 1, "name": "local", "available": crate::actions::orchestrator::available(), "label": "Local"})],
             service_acl,
             service_repos: Vec::new(),
             service_tarballs: Vec::new(),

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::log::{format_timestamp, ClusterLog};
 use crate::db::gtid::GtidPos;
+use crate::actions::jobs::{Job, JobKind};
 use crate::cluster::state::{ClusterState, ServerRuntime};
 use crate::db::probe::ReplicationStatus;
 use crate::db::sql::Flavor;
@@ -229,6 +230,16 @@ pub fn api_users(st: &ClusterState) -> BTreeMap<String, ApiUserView> {
         .collect()
 }
 
+/// The latest job of each kind: its state (`running`, `done`, `failed`), id and server.
+fn job_results(jobs: &[Job]) -> Value {
+    let mut out = serde_json::Map::new();
+    for j in jobs {
+        // Newest first: the first of a kind is its latest.
+        out.entry(j.kind.as_str().to_string()).or_insert_with(|| json!({"state": j.state, "id": j.id, "server": j.server}));
+    }
+    Value::Object(out)
+}
+
 /// Status shared by the manager group ("A"/"S" and split-brain flags).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupStatus {
@@ -239,7 +250,9 @@ pub struct GroupStatus {
 }
 
 /// The cluster object.
-pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) -> ClusterView {
+/// The cluster object. `jobs` are the cluster's jobs, newest first (they tell whether a valid
+/// backup exists, and the latest result of each kind).
+pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jobs: &[Job]) -> ClusterView {
     let all_down = !st.servers.is_empty() && st.servers.iter().all(|s| s.state.is_down());
     let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
     ClusterView {
@@ -261,14 +274,16 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) ->
         is_all_db_up: st.servers.iter().all(|s| !s.state.is_down() && s.state != ServerState::Unconnected),
         is_failable: st.is_failable(),
         is_postgres: false,
-        is_provision: false,
+        is_provision: st.config.orchestrator == "local",
         is_need_proxy_restart: false,
         is_need_proxies_restart: false,
         is_need_databases_restart: false,
         is_need_databases_rolling_restart: false,
         is_need_databases_rolling_reprov: false,
         is_need_databases_reprov: false,
-        is_valid_backup: false,
+        is_valid_backup: jobs
+            .iter()
+            .any(|j| matches!(j.kind, JobKind::BackupLogical | JobKind::BackupPhysical) && j.state == crate::actions::jobs::DONE),
         is_not_monitoring: st.in_failover || st.config.monitoring_pause,
         is_capturing: false,
         is_git_pull: false,
@@ -286,7 +301,7 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus) ->
             "qps": st.qps.round() as u64, "cpuThreadPool": 0, "cpuUserStats": 0, "BusyTime": ""
         }),
         log: http_log(&st.log),
-        job_results: json!({}),
+        job_results: job_results(jobs),
         sql_general_log: HttpLog::default(),
         sql_error_log: HttpLog::default(),
         monitor_type: st.servers.iter().map(|s| (s.id.clone(), "database".to_string())).collect(),
