@@ -56,12 +56,12 @@ impl FailoverExecutor<'_> {
         let mut c = self.admin(&cfg, &maddr, flavor).await?;
         self.mutate(&mut c, "open master for writes", sql::READ_ONLY_OFF).await?;
         c.close().await;
-        {
-            let mut st = self.shared.write();
+        self.commit(&op_id("bootstrap"), |st| {
             st.master = Some(master);
             st.intent = Some(maddr.clone());
-        }
-        self.replicate(&op_id("bootstrap")).await?;
+            Ok(())
+        })
+        .await?;
         let msg = format!("Bootstrap {topology} done: master {maddr}");
         self.log(Level::Info, &msg);
         Ok(msg)
@@ -86,7 +86,6 @@ impl FailoverExecutor<'_> {
 
     /// Resets the failover counter.
     pub async fn reset_failover_control(&self) -> OpResult {
-        self.coord.check("reset failover counter").await?;
         self.commit(&op_id("reset-failover-control"), |st| {
             st.failover_counter = 0;
             Ok(())
@@ -98,7 +97,6 @@ impl FailoverExecutor<'_> {
 
     /// Toggles a server's maintenance flag.
     pub async fn toggle_maintenance(&self, server: &str) -> OpResult {
-        self.coord.check("toggle maintenance").await?;
         let msg = self
             .commit(&op_id("maintenance"), |st| {
                 let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };

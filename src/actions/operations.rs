@@ -49,14 +49,11 @@ pub async fn run_command(command: &str, deadline: Duration) -> Result<String, St
 impl FailoverExecutor<'_> {
     /// Sets a cluster setting (validated like the file; replicated; applied on every node).
     pub async fn set_setting(&self, name: &str, value: &str) -> OpResult {
-        self.coord.check("change a setting").await?;
-        let mut settings = self.shared.read().settings.clone();
-        settings.insert(name.to_string(), value.to_string());
-        let check = self.shared.read().base_config.with_settings(&settings);
-        if let Err(e) = check {
-            return Err(FailoverError::new(ErrorKind::BadRequest, format!("Setting refused: {e}")));
-        }
         self.commit(&op_id("setting"), |st| {
+            // On top of the latest replicated settings (another change may have landed).
+            let mut settings = st.settings.clone();
+            settings.insert(name.to_string(), value.to_string());
+            st.base_config.with_settings(&settings).map_err(|e| FailoverError::new(ErrorKind::BadRequest, format!("Setting refused: {e}")))?;
             let before = std::mem::replace(&mut st.settings, settings);
             st.apply_config().map_err(|e| {
                 st.settings = before;
@@ -110,7 +107,6 @@ impl FailoverExecutor<'_> {
         if self.shared.read().servers.iter().any(|s| s.addr == addr) {
             return Err(FailoverError::new(ErrorKind::Conflict, format!("Error adding new monitor of {addr}: Server already exists")));
         }
-        self.coord.check("add a server").await?;
         self.commit(&op_id("addserver"), |st| {
             st.extra_hosts.push(addr.clone());
             st.apply_config().map_err(|e| {

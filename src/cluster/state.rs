@@ -120,10 +120,15 @@ impl ClusterState {
     /// Skipped while this node changes them (a master change runs, or a replicated write is in
     /// flight): its memory is then newer than the replicated copy, which would undo the change.
     pub fn sync_replicated(&mut self, p: Option<PersistedCluster>) {
-        let Some(p) = p else { return };
         if self.in_failover || self.pending_writes > 0 {
             return;
         }
+        self.adopt_replicated(p);
+    }
+
+    /// Takes the replicated decisions as they are (before a write that builds on them).
+    pub fn adopt_replicated(&mut self, p: Option<PersistedCluster>) {
+        let Some(p) = p else { return };
         self.crashes = p.crashes;
         self.failover_counter = p.failover_counter;
         self.failover_last_time = p.failover_last_time;
@@ -385,19 +390,29 @@ impl ClusterState {
 
 /// The shared, lock-protected state of one cluster.
 #[derive(Debug)]
-pub struct SharedCluster(RwLock<ClusterState>);
+pub struct SharedCluster {
+    state: RwLock<ClusterState>,
+    /// Held across a replicated write (read the replicated copy, change it, compare-and-set):
+    /// one such write at a time per cluster on this node.
+    writes: tokio::sync::Mutex<()>,
+}
 
 impl SharedCluster {
     pub fn new(state: ClusterState) -> Arc<SharedCluster> {
-        Arc::new(SharedCluster(RwLock::new(state)))
+        Arc::new(SharedCluster { state: RwLock::new(state), writes: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Serializes the replicated writes of this cluster.
+    pub async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// Reads the state (a poisoned lock is still readable: the data is plain values).
     pub fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn write(&self) -> RwLockWriteGuard<'_, ClusterState> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+        self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 }

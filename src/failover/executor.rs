@@ -136,25 +136,30 @@ impl FailoverExecutor<'_> {
         Ok(())
     }
 
-    /// Replicates the cluster's decisions through the group; Ok once a quorum has them.
-    pub(crate) async fn replicate(&self, op_id: &str) -> Result<(), FailoverError> {
-        self.commit(op_id, |_| Ok(())).await
-    }
-
-    /// Applies `change` to the cluster's decisions in memory and replicates the result through
-    /// the group; Ok once a quorum has it. The change and the copy that is replicated are taken
-    /// under one lock, and the monitor does not overwrite memory with the replicated state
-    /// until the write ends ([`ClusterState::sync_replicated`]), so no concurrent tick can make
-    /// this write carry an older state.
-    pub(crate) async fn commit<T>(&self, op_id: &str, change: impl FnOnce(&mut ClusterState) -> Result<T, FailoverError>) -> Result<T, FailoverError> {
-        let (name, state, out) = {
+    /// Applies `change` to the cluster's decisions and replicates the result through the
+    /// group; Ok once a quorum has it. The write builds on the latest replicated copy (read after
+    /// a fresh leadership check, so this node has applied everything committed before) and is a
+    /// compare-and-set on it: a copy another leader changed meanwhile is never overwritten with
+    /// an older one. Every change of a replicated field goes through here, inside `change`.
+    pub(crate) async fn commit<T>(
+        &self,
+        op_id: &str,
+        change: impl FnOnce(&mut ClusterState) -> Result<T, FailoverError>,
+    ) -> Result<T, FailoverError> {
+        let name = self.shared.read().config.name.clone();
+        let _turn = self.shared.write_turn().await;
+        let (term, _) = self.coord.epoch();
+        self.coord.check("replicate a decision").await.map_err(|e| FailoverError::from(e).at_step("replicate a decision", term))?;
+        let base = self.coord.load_raw(&name);
+        let (state, out) = {
             let mut st = self.shared.write();
+            st.adopt_replicated(self.coord.load(&name));
             let out = change(&mut st)?;
             st.pending_writes += 1;
-            (st.config.name.clone(), st.to_persisted(), out)
+            (st.to_persisted(), out)
         };
         let _pending = PendingWrite(self.shared);
-        self.coord.save(&name, state, op_id.to_string()).await.map_err(|e| {
+        self.coord.save_if(&name, base, state, op_id.to_string()).await.map_err(|e| {
             self.log(Level::Error, &format!("Could not replicate the decision {op_id}: {e}"));
             FailoverError::new(ErrorKind::NotLeader, format!("decision not replicated by the manager group: {e}"))
         })?;
@@ -163,9 +168,16 @@ impl FailoverExecutor<'_> {
 
     /// Records `entry` in the journal (replacing the same op id) and replicates it.
     pub(crate) async fn journal(&self, entry: &JournalEntry) -> Result<(), FailoverError> {
+        self.journal_with(entry, |_| {}).await
+    }
+
+    /// Records `entry` in the journal together with `also` (other decisions that must be
+    /// replicated in the same write, e.g. the new master), and replicates both.
+    pub(crate) async fn journal_with(&self, entry: &JournalEntry, also: impl FnOnce(&mut ClusterState)) -> Result<(), FailoverError> {
         // Unique per write: a resumed step must not be taken for a duplicate of the first try.
         let step = format!("{}:{}:{:08x}", entry.op_id, entry.status, rand::random::<u32>());
         self.commit(&step, |st| {
+            also(st);
             st.journal.retain(|j| j.op_id != entry.op_id);
             st.journal.push(JournalEntry { updated_at: now_unix(), ..entry.clone() });
             let excess = st.journal.len().saturating_sub(JOURNAL_KEPT);
@@ -296,8 +308,7 @@ impl FailoverExecutor<'_> {
                     FailoverStep::JournalPromoted => {
                         journal.status = OpStatus::Promoted;
                         journal.evidence = record.clone();
-                        self.shared.write().intent = Some(cand.addr.clone());
-                        self.journal(&journal).await?;
+                        self.journal_with(&journal, |st| st.intent = Some(cand.addr.clone())).await?;
                         fault_pause_after_promote(&record.id).await;
                     }
                     FailoverStep::Repoint { server } => {
@@ -428,8 +439,9 @@ impl FailoverExecutor<'_> {
                 &format!("Transactions of {} last seen but not received by {cand}: {}", record.old_master, record.gtids_at_risk.join(",")),
             );
         }
-        {
-            let mut st = self.shared.write();
+        journal.status = OpStatus::Done;
+        let mut counter = 0;
+        self.journal_with(&journal, |st| {
             st.crashes.push(record);
             let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
             st.crashes.drain(..excess);
@@ -439,16 +451,15 @@ impl FailoverExecutor<'_> {
             st.intent = Some(cand.clone());
             st.servers[w].state = ServerState::Master;
             st.servers[w].fail_count = 0;
-            let msg = format!(
-                "Master switch on {cand} complete (old master {}): failover counter {}{}",
-                st.servers[m].addr,
-                st.failover_counter,
-                if repoint_errors.is_empty() { String::new() } else { format!(", not repointed: {}", repoint_errors.join(", ")) }
-            );
-            st.log(Level::Warn, "failover", &msg);
-        }
-        journal.status = OpStatus::Done;
-        self.journal(&journal).await?;
+            counter = st.failover_counter;
+        })
+        .await?;
+        let old = self.shared.read().servers[m].addr.clone();
+        let msg = format!(
+            "Master switch on {cand} complete (old master {old}): failover counter {counter}{}",
+            if repoint_errors.is_empty() { String::new() } else { format!(", not repointed: {}", repoint_errors.join(", ")) }
+        );
+        self.log(Level::Warn, &msg);
         Ok(format!("Failover done: new master {cand}"))
     }
 
@@ -511,8 +522,7 @@ impl FailoverExecutor<'_> {
                 }
                 j.status = OpStatus::Promoted;
                 j.evidence = record.clone();
-                self.shared.write().intent = Some(cand.addr.clone());
-                self.journal(&j).await?;
+                self.journal_with(&j, |st| st.intent = Some(cand.addr.clone())).await?;
                 if j.kind == OpKind::Switchover {
                     let old = st.servers[m].clone();
                     if old.is_up() {
@@ -523,15 +533,14 @@ impl FailoverExecutor<'_> {
                         self.repoint(&cfg, &old.addr, flavor, &cand.addr).await?;
                     }
                     self.repoint_others(&cfg, m, w, &cand.addr).await;
-                    {
-                        let mut st = self.shared.write();
+                    j.status = OpStatus::Done;
+                    self.journal_with(&j, |st| {
                         st.crashes.push(record);
                         let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
                         st.crashes.drain(..excess);
                         st.master = Some(w);
-                    }
-                    j.status = OpStatus::Done;
-                    self.journal(&j).await?;
+                    })
+                    .await?;
                     return Ok(format!("{} completed", j.op_id));
                 }
                 let errors = self.repoint_others(&cfg, m, w, &cand.addr).await;

@@ -105,8 +105,7 @@ impl FailoverExecutor<'_> {
         self.promote(&cfg, w, old_snap.semi_sync_master_enabled, &mut record).await?;
         journal.status = OpStatus::Promoted;
         journal.evidence = record.clone();
-        self.shared.write().intent = Some(cand.addr.clone());
-        self.journal(&journal).await?;
+        self.journal_with(&journal, |st| st.intent = Some(cand.addr.clone())).await?;
 
         // 3. The old master becomes a replica of the new one.
         let cm = Self::change_master_sql(&cfg, &cand.addr);
@@ -145,18 +144,17 @@ impl FailoverExecutor<'_> {
             let _ = self.repoint_server(&cfg, i, &cand.addr).await;
         }
 
-        {
-            let mut st = self.shared.write();
+        journal.status = OpStatus::Done;
+        journal.evidence = record.clone();
+        self.journal_with(&journal, |st| {
             st.crashes.push(record);
             let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
             st.crashes.drain(..excess);
             st.master = Some(w);
             st.servers[w].state = ServerState::Master;
-            st.log(Level::Warn, "failover", &format!("Master switch on {} complete (switchover)", cand.addr));
-        }
-        journal.status = OpStatus::Done;
-        journal.evidence = self.shared.read().crashes.last().cloned().unwrap_or_default();
-        self.journal(&journal).await?;
+        })
+        .await?;
+        self.log(Level::Warn, &format!("Master switch on {} complete (switchover)", cand.addr));
         demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
             FailoverError::new(ErrorKind::Failed, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
         })

@@ -42,6 +42,9 @@ pub enum GroupError {
     /// The write did not commit.
     #[error("decision not replicated: {0}")]
     NotReplicated(String),
+    /// The replicated copy changed since it was read (another leader wrote): not overwritten.
+    #[error("the replicated cluster state changed meanwhile (another leader wrote); decision not replicated")]
+    Conflict,
     /// The state could not be encoded.
     #[error("encoding cluster state: {0}")]
     Encoding(String),
@@ -53,10 +56,22 @@ pub trait Coordinator: Send + Sync {
     /// Ok when this node may mutate databases right now (fresh quorum confirmation). The error
     /// says why not; the caller must not act.
     fn check<'a>(&'a self, action: &'a str) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>>;
-    /// Replicates a cluster's state; Ok only once committed by a quorum.
-    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>>;
+    /// Replicates a cluster's state if the replicated copy is still `expected` (as read with
+    /// [`Coordinator::load_raw`]; `None`: none yet); Ok only once committed by a quorum. A
+    /// copy changed meanwhile (another leader wrote) is refused: nothing is overwritten blindly.
+    fn save_if<'a>(
+        &'a self,
+        cluster: &'a str,
+        expected: Option<Value>,
+        state: PersistedCluster,
+        op_id: String,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>>;
     /// The replicated state of a cluster as applied on this node.
-    fn load(&self, cluster: &str) -> Option<PersistedCluster>;
+    fn load(&self, cluster: &str) -> Option<PersistedCluster> {
+        decode_cluster(cluster, self.load_raw(cluster)?)
+    }
+    /// The replicated state of a cluster as stored (for [`Coordinator::save_if`]).
+    fn load_raw(&self, cluster: &str) -> Option<Value>;
     /// `(term, node)` of this node's current leadership, for logs.
     fn epoch(&self) -> (u64, u64);
 }
@@ -287,32 +302,43 @@ impl Coordinator for ManagerGroup {
         })
     }
 
-    fn save<'a>(&'a self, cluster: &'a str, state: PersistedCluster, op_id: String) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>> {
+    fn save_if<'a>(
+        &'a self,
+        cluster: &'a str,
+        expected: Option<Value>,
+        state: PersistedCluster,
+        op_id: String,
+    ) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send + 'a>> {
         Box::pin(async move {
             let value = serde_json::to_value(&state).map_err(|e| GroupError::Encoding(e.to_string()))?;
-            let cmd = Command::new(op_id, vec![KvOp::Put { key: cluster_key(cluster), value }]);
+            let cmd = Command::new(op_id, vec![KvOp::CompareAndPut { key: cluster_key(cluster), expected, value }]);
             match self.raft.write(cmd).await {
-                Ok(_) => Ok(()),
+                Ok(r) if r.applied => Ok(()),
+                Ok(_) => Err(GroupError::Conflict),
                 Err(WriteError::ForwardToLeader { leader }) => Err(GroupError::LeaderChanged { leader: leader.map(|l| l.0) }),
                 Err(e) => Err(GroupError::NotReplicated(e.to_string())),
             }
         })
     }
 
-    fn load(&self, cluster: &str) -> Option<PersistedCluster> {
-        let v = self.raft.get(&cluster_key(cluster))?;
-        match serde_json::from_value(v) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::error!(cluster, error = %e, "replicated cluster state is unreadable");
-                None
-            }
-        }
+    fn load_raw(&self, cluster: &str) -> Option<Value> {
+        self.raft.get(&cluster_key(cluster))
     }
 
     fn epoch(&self) -> (u64, u64) {
         let s = self.raft.status();
         (s.term, s.node_id)
+    }
+}
+
+/// Decodes a replicated cluster state; an unreadable one is logged and treated as absent.
+fn decode_cluster(cluster: &str, v: Value) -> Option<PersistedCluster> {
+    match serde_json::from_value(v) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(cluster, error = %e, "replicated cluster state is unreadable");
+            None
+        }
     }
 }
 
