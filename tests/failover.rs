@@ -589,3 +589,129 @@ async fn failover_is_not_delayed_by_a_long_running_action() {
     eprintln!("failover to {new} after {:?} while the action ran {:?}", failed_over_at - started, ended_at - started);
     lab.finish();
 }
+
+/// `@@read_only` of instance port `port` as the manager's account (None: no answer).
+async fn read_only_of(port: u16) -> Option<u8> {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("repman"))
+        .pass(Some("repman"))
+        .prefer_socket(false);
+    let mut c = tokio::time::timeout(Duration::from_millis(500), mysql_async::Conn::new(opts)).await.ok()?.ok()?;
+    let v = tokio::time::timeout(Duration::from_millis(500), c.query_first::<u8, _>("SELECT @@read_only")).await.ok()?.ok()?;
+    let _ = c.disconnect().await;
+    v
+}
+
+/// Fencing 1: the master freezes (SIGSTOP) under two writers, one of them pinned to the old
+/// master's address with a long statement timeout, in semi-sync with a large timeout. After the
+/// failover the old master thaws: the manager fences it on sight (read_only, clients killed).
+/// No acknowledged row is missing on the new master, and no 50 ms sample shows two writable
+/// servers, neither during the freeze nor once the old master is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frozen_master_is_fenced_on_sight_when_it_thaws() {
+    let lab = Lab::start(3, &[]).await;
+    for i in 1..=3 {
+        lab.sb.sql(i, "SET GLOBAL rpl_semi_sync_master_timeout = 60000");
+    }
+    let old = lab.sb.addr(1);
+    let old_port = lab.sb.port(1);
+    let load = WriteLoad::start(lab.ports(), 1_000_000);
+    let pinned = WriteLoad::start_with(vec![old_port], 5_000_000, Duration::from_secs(90));
+    let sampler = WritableSampler::start(lab.ports());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lab.sb.run(&["freeze", "1"]);
+    let new = lab.wait_new_master(&old, Duration::from_secs(30)).await;
+    let (during_samples, during) = sampler.stop().await;
+    assert!(during.is_empty(), "two writable servers while the old master was frozen: {during:?}");
+
+    lab.sb.run(&["thaw", "1"]);
+    let thawed = std::time::Instant::now();
+    let fenced = wait_until(Duration::from_secs(20), || async { read_only_of(old_port).await == Some(1) }).await;
+    let thaw_to_fence = thawed.elapsed();
+    assert!(fenced, "the thawed old master was not fenced: {}\n{}", lab.servers().await, lab.m.log_text());
+    let sampler = WritableSampler::start(lab.ports());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (after_samples, after) = sampler.stop().await;
+    let main_report = load.stop().await;
+    let pinned_report = pinned.stop().await;
+    assert!(after.is_empty(), "two writable servers after the fence: {after:?}");
+
+    let new_i = lab.index_of(&new);
+    let acked: Vec<u64> = main_report.acked.iter().chain(&pinned_report.acked).copied().collect();
+    assert!(!main_report.acked.is_empty(), "no write acknowledged");
+    assert_no_loss(&acked, &ids_on(&lab.sb, new_i), "frozen master");
+    let log = lab.m.log_text();
+    assert!(log.contains(&format!("Fenced {old}")), "the fence is logged:\n{log}");
+    eprintln!(
+        "freeze: thaw to fence {} ms; {} + {} samples, 0 with two writable; {} + {} acknowledged rows (pinned writer), 0 lost",
+        thaw_to_fence.as_millis(),
+        during_samples,
+        after_samples,
+        main_report.acked.len(),
+        pinned_report.acked.len()
+    );
+    lab.finish();
+}
+
+/// Fencing 5: the master is killed and restarted at once; it comes back read-only (its
+/// my.cnf says read_only=ON). Within 30 s there is exactly one writable master that accepts
+/// an application write (reopened, or failed over to), and no acknowledged row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_killed_and_restarted_at_once_is_writable_again() {
+    let lab = Lab::start(3, &[("failover-falsepositive-ping-counter", "5")]).await;
+    let load = WriteLoad::start(lab.ports(), 1_000_000);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    lab.sb.run(&["kill", "1"]);
+    lab.sb.run(&["start-one", "1"]);
+    let restarted = std::time::Instant::now();
+    let ports = lab.ports();
+    let writable_master = wait_until(Duration::from_secs(30), || async {
+        let Some(m) = lab.master_url().await else { return false };
+        let port = lab.sb.port(lab.index_of(&m));
+        let mut writable = 0;
+        for p in &ports {
+            if read_only_of(*p).await == Some(0) {
+                writable += 1;
+            }
+        }
+        writable == 1 && read_only_of(port).await == Some(0)
+    })
+    .await;
+    assert!(writable_master, "no single writable master 30 s after the restart: {}\n{}", lab.servers().await, lab.m.log_text());
+    let took = restarted.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = load.stop().await;
+    let m = lab.master_url().await.expect("a master");
+    let mi = lab.index_of(&m);
+    let after: u64 = lab.sb.sql(mi, &format!("SELECT COUNT(*) FROM app.t WHERE port = {}", lab.sb.port(mi))).parse().unwrap();
+    assert!(after > 0, "the application could not write on {m}");
+    assert_no_loss(&report.acked, &ids_on(&lab.sb, mi), "restarted master");
+    eprintln!("kill+restart: writable master {m} after {} ms; {} acknowledged, 0 lost", took.as_millis(), report.acked.len());
+    lab.finish();
+}
+
+/// Fencing 10: a switchover is refused while an application transaction has been open
+/// longer than `switchover-wait-trx`; the master is unchanged and the transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_refused_while_a_transaction_is_open_too_long() {
+    use mysql_async::prelude::Queryable;
+    let lab = Lab::start(2, &[("switchover-wait-trx", "2")]).await;
+    let old = lab.sb.addr(1);
+    let port = lab.sb.port(1);
+    let mut app = common::load::connect(port).await.expect("app connection");
+    app.query_drop("BEGIN").await.unwrap();
+    app.query_drop(format!("INSERT INTO app.t (id, port) VALUES (424242, {port})")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (st, body) = lab.action("switchover").await;
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains("switchover-wait-trx"), "{body}");
+    assert_eq!(lab.master_url().await.as_deref(), Some(old.as_str()), "the master changed");
+    assert_eq!(read_only_of(port).await, Some(0), "the master is not writable any more");
+    app.query_drop("COMMIT").await.expect("the open transaction still commits");
+    assert!(ids_on(&lab.sb, 1).contains(&424242));
+    assert!(lab.crashes().await.is_empty(), "a switchover was recorded");
+    lab.finish();
+}

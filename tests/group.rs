@@ -195,19 +195,21 @@ async fn chaos_kill_leader_manager_and_master_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_isolate_one_manager() {
     let lab = GroupLab::start(3, MANAGERS, Some(3), &[]).await;
+    let was_leader = lab.active_nodes().await == vec![3];
     lab.isolate(3);
     let iso = lab.nodes.iter().find(|n| n.id == 3).unwrap();
+    // Cut off, node 3 has lost the majority. It is a split brain only if it was the leader:
+    // then it still holds the leader role without a quorum; a cut-off follower is not one.
     let ok = wait_until(Duration::from_secs(20), || async {
-        match iso.get_json("/api/monitor", &lab.token).await {
-            Some(m) => m["status"] == "S" && m["spitBrain"] == true,
+        match iso.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await {
+            Some(c) => c["activePassiveStatus"] == "S" && c["isLostMajority"] == true && c["isSplitBrain"] == was_leader,
             None => false,
         }
     })
     .await;
-    assert!(ok, "isolated node does not report S with split brain: {}", lab.logs());
-    let c = iso.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap();
-    assert_eq!(c["isSplitBrain"], true);
-    assert_eq!(c["activePassiveStatus"], "S");
+    assert!(ok, "isolated node (leader before: {was_leader}) does not report S, lost majority and the right split brain: {}", lab.logs());
+    let m = iso.get_json("/api/monitor", &lab.token).await.unwrap();
+    assert_eq!((m["status"].clone(), m["spitBrain"].clone()), (Value::from("S"), Value::from(was_leader)));
     // The majority side still works: the master dies and exactly one failover runs.
     let old = lab.sb.addr(1);
     lab.sb.run(&["kill", "1"]);

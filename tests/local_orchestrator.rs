@@ -50,7 +50,8 @@ async fn local_orchestrator_provisions_bootstraps_and_stops() {
     let token = m.token().await;
     let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
 
-    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/services/bootstrap"), Some(&token)).await;
+    // Provisioning installs and starts real instances: the test waits for it explicitly.
+    let (st, body) = m.get_long(&format!("/api/clusters/{CLUSTER}/services/bootstrap"), &token, Duration::from_secs(300)).await;
     assert_eq!(st, 200, "{body}\n{}", m.log_text());
     let state = |addr: String| {
         let m = &m;

@@ -182,14 +182,21 @@ pub fn lock_wait_timeout(secs: u64) -> String {
     format!("SET SESSION lock_wait_timeout = {}", secs.max(1))
 }
 
-/// Writes or transactions running longer than `secs` (switchover refuses when non-zero).
+/// Write statements running for `secs` or more (switchover refuses when non-zero).
 pub fn long_writes(secs: u64) -> String {
     format!(
-        "SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' \
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' \
            AND TIME >= {secs} AND ID <> CONNECTION_ID() AND INFO IS NOT NULL \
-           AND UPPER(LEFT(LTRIM(INFO), 6)) NOT IN ('SELECT', 'SHOW P', 'SHOW F')) \
-         + (SELECT COUNT(*) FROM information_schema.INNODB_TRX \
-           WHERE trx_started <= NOW() - INTERVAL {secs} SECOND)"
+           AND UPPER(LEFT(LTRIM(INFO), 6)) NOT IN ('SELECT', 'SHOW P', 'SHOW F')"
+    )
+}
+
+/// Transactions open for more than `secs` seconds: count, and the connection id and age of
+/// the oldest (a global read lock does not wait for them: a switchover would cut them).
+pub fn long_transactions(secs: u64) -> String {
+    format!(
+        "SELECT COUNT(*), MIN(trx_mysql_thread_id), MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())) \
+         FROM information_schema.INNODB_TRX WHERE trx_started < NOW() - INTERVAL {secs} SECOND"
     )
 }
 

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod executor;
+pub mod fence;
 pub mod plan;
 pub mod planner;
 pub mod rejoin;

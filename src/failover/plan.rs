@@ -12,6 +12,7 @@ use crate::cluster::state::ClusterState;
 use crate::cluster::topology::{same_server, ServerState};
 use crate::config::ClusterConfig;
 use crate::db::gtid::GtidPos;
+use crate::db::probe::{ReplicationStatus, ServerSnapshot};
 use crate::failover::planner::{self, Candidate, ElectionKind, ElectionRules, Gate, GateInput, NoCandidate};
 
 /// Why no plan: the alert code and a reason for the operator.
@@ -80,6 +81,54 @@ pub enum RejoinPlan {
     Quarantine { extra: String },
 }
 
+/// What the leader does this tick so that exactly the intended master is writable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteGuard {
+    /// Server `server` is writable but is not the intended master `master` (an old master that
+    /// came back from a freeze or a partition, a server opened by hand): `read_only` and its
+    /// client connections killed, before anything else is decided about it.
+    Fence { server: usize, master: usize },
+    /// The intended master answers but is read-only (it restarted with `read_only` from its
+    /// configuration, or a fence of an aborted operation stayed): open it for writes.
+    Reopen { master: usize },
+}
+
+/// The write guards due on a snapshot: every reachable writable server that is not the
+/// intended master is fenced (a replica of the master only when replicas are kept read-only,
+/// `failover-readonly-state`); once no other server is writable, a read-only intended master
+/// that replicates from no one is reopened. Nothing while a master change runs, before a master
+/// is known, or in a multi-master topology.
+pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
+    if st.in_failover || st.topology_kind == "multi-master" {
+        return Vec::new();
+    }
+    let Some(m) = st.intent_index().or(st.master) else { return Vec::new() };
+    let master = &st.servers[m];
+    if !master.is_up() || master.maintenance || master.state != ServerState::Master {
+        return Vec::new();
+    }
+    let source = &st.config.replication_source_name;
+    let mut guards: Vec<WriteGuard> = st
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i != m && s.is_up())
+        .filter_map(|(i, s)| {
+            let snap = s.snapshot.as_ref()?;
+            let replica_of_master = snap.managed_replication(source).is_some_and(|r| same_server(&r.source(), &master.addr));
+            let fence = !snap.read_only && (!replica_of_master || st.config.failover_readonly_state);
+            fence.then_some(WriteGuard::Fence { server: i, master: m })
+        })
+        .collect();
+    let master_snap = master.snapshot.as_ref();
+    let reopen = master_snap.is_some_and(|sn| sn.read_only && sn.managed_replication(source).is_none());
+    let other_writable = st.servers.iter().enumerate().any(|(i, s)| i != m && s.is_up() && s.snapshot.as_ref().is_some_and(|sn| !sn.read_only));
+    if guards.is_empty() && reopen && !other_writable {
+        guards.push(WriteGuard::Reopen { master: m });
+    }
+    guards
+}
+
 /// The replication domain of master `m`: its `gtid_domain_id`.
 pub fn master_domain(st: &ClusterState, m: usize) -> u32 {
     st.servers[m].snapshot.as_ref().map_or(0, |s| s.gtid_domain_id)
@@ -107,7 +156,13 @@ pub fn candidates(st: &ClusterState, m: usize, domain: u32, requested: Option<us
                 sql_running: repl.is_some_and(|r| r.sql_running.eq_ignore_ascii_case("yes")),
                 received_seq: repl.map_or(0, |r| GtidPos::parse_lenient(&r.gtid_io_pos).seq_in(domain)),
                 applied_seq: snap.map_or(0, |sn| sn.gtid_current_pos.seq_in(domain).max(sn.gtid_slave_pos.seq_in(domain))),
-                seconds_behind: repl.and_then(|r| r.seconds_behind_master).or(s.last_delay),
+                // Seconds_Behind_Master turns NULL when the master is gone: the last known value
+                // then stands, until the replica applied everything it received (not behind).
+                seconds_behind: match repl.and_then(|r| r.seconds_behind_master) {
+                    Some(d) => Some(d),
+                    None if applied_all(snap, repl, domain) => Some(0),
+                    None => s.last_delay,
+                },
                 configured_delay: repl.map_or(0, |r| r.sql_delay),
                 semi_sync_in_sync: snap.is_some_and(|sn| sn.semi_sync_slave_status),
                 maintenance: s.maintenance,
@@ -116,6 +171,14 @@ pub fn candidates(st: &ClusterState, m: usize, domain: u32, requested: Option<us
             }
         })
         .collect()
+}
+
+/// True when a replica has applied, in `domain`, everything it received from its source.
+fn applied_all(snap: Option<&ServerSnapshot>, repl: Option<&ReplicationStatus>, domain: u32) -> bool {
+    let (Some(sn), Some(r)) = (snap, repl) else { return false };
+    let received = GtidPos::parse_lenient(&r.gtid_io_pos).seq_in(domain);
+    let applied = sn.gtid_current_pos.seq_in(domain).max(sn.gtid_slave_pos.seq_in(domain));
+    received > 0 && applied >= received
 }
 
 /// True while replica `s` still receives from its source: IO thread running, and heartbeats or
@@ -152,7 +215,10 @@ pub fn automatic_gate(st: &ClusterState, now: Instant, now_unix: u64) -> Gate {
     let since = (st.failover_last_time > 0).then(|| Duration::from_secs(now_unix.saturating_sub(st.failover_last_time)));
     planner::automatic_gate(&GateInput {
         mode: cfg.failover_mode,
-        master_failed: master.state == ServerState::Failed,
+        // A master that refuses the manager's credentials is as unusable as a dead one once
+        // the counter ran out (the operator sees ERR00004 meanwhile).
+        master_failed: master.state == ServerState::Failed
+            || (master.state == ServerState::ErrorAuth && master.fail_count >= cfg.falsepositive_ping_counter),
         failover_limit: cfg.failover_limit,
         failover_counter: st.failover_counter,
         time_limit: Duration::from_secs(cfg.failover_time_limit),
@@ -301,7 +367,6 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, HostPort};
-    use crate::db::probe::{ReplicationStatus, ServerSnapshot};
     use crate::db::sql::Flavor;
 
     fn addr(i: usize) -> HostPort {
@@ -529,6 +594,65 @@ mod tests {
         assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Flashback { extra: "0-1-21..22".into(), then_dump: true }));
         let st = cluster("autorejoin-mysqldump = true", vec![Some(snap("0-1-22", "")), None]);
         assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Dump { extra: "0-1-21..22".into() }));
+    }
+
+    #[test]
+    fn only_the_intended_master_stays_writable() {
+        let mut st = cluster("", vec![master("0-1-5"), Some(replica("0-1-5", "0-1-5")), Some(snap("0-1-6", ""))]);
+        st.servers[0].state = ServerState::Master;
+        st.intent = Some(addr(0));
+        // Server 2 is a writable non-replica (an old master back from a freeze): fenced.
+        let mut old = snap("0-1-6", "");
+        old.read_only = false;
+        st.servers[2].snapshot = Some(old);
+        assert_eq!(write_guards(&st), vec![WriteGuard::Fence { server: 2, master: 0 }]);
+        // A writable replica of the master is fenced when replicas are kept read-only only.
+        let mut st2 = st.clone();
+        st2.servers[2].snapshot = Some(snap("0-1-6", ""));
+        st2.servers[1].snapshot.as_mut().unwrap().read_only = false;
+        assert_eq!(write_guards(&st2), vec![WriteGuard::Fence { server: 1, master: 0 }]);
+        st2.config.failover_readonly_state = false;
+        assert_eq!(write_guards(&st2), vec![]);
+        // Nothing while a master change runs, or in multi-master.
+        st.in_failover = true;
+        assert_eq!(write_guards(&st), vec![]);
+        st.in_failover = false;
+        st.topology_kind = "multi-master";
+        assert_eq!(write_guards(&st), vec![]);
+        st.topology_kind = "master-slave";
+        // The intended master restarted read-only: reopened once no other server is writable.
+        st.servers[0].snapshot.as_mut().unwrap().read_only = true;
+        assert_eq!(write_guards(&st), vec![WriteGuard::Fence { server: 2, master: 0 }], "fence first");
+        st.servers[2].snapshot.as_mut().unwrap().read_only = true;
+        assert_eq!(write_guards(&st), vec![WriteGuard::Reopen { master: 0 }]);
+        // Not when it is down or in maintenance.
+        st.servers[0].maintenance = true;
+        assert_eq!(write_guards(&st), vec![]);
+    }
+
+    #[test]
+    fn lag_is_recomputed_once_the_relay_log_is_applied() {
+        // The master died while this replica lagged: Seconds_Behind_Master is NULL now and
+        // its last known value (600 s) is kept.
+        let mut lagging = replica("0-1-20", "0-1-12");
+        lagging.replications[0].seconds_behind_master = None;
+        let mut st = cluster("failover-max-slave-delay = 30", vec![master("0-1-20"), Some(lagging)]);
+        st.servers[1].last_delay = Some(600);
+        assert_eq!(winner(&st), Err("ERR00041"), "still behind: refused");
+        // It applied its relay log: not behind any more, elected.
+        st.servers[1].snapshot.as_mut().unwrap().gtid_slave_pos = GtidPos::parse_lenient("0-1-20");
+        assert_eq!(winner(&st), Ok(1));
+    }
+
+    #[test]
+    fn an_error_auth_master_fails_over_after_the_counter() {
+        let mut st = cluster("failover-mode = \"automatic\"\nfailover-falsepositive-ping-counter = 3", vec![master("0-1-1"), Some(replica("0-1-1", "0-1-1"))]);
+        st.servers[0].state = ServerState::ErrorAuth;
+        st.servers[0].fail_count = 2;
+        let now = Instant::now();
+        assert_eq!(automatic_gate(&st, now, 0), Gate::Idle);
+        st.servers[0].fail_count = 3;
+        assert_eq!(automatic_gate(&st, now, 0), Gate::Go);
     }
 
     #[test]

@@ -43,14 +43,10 @@ impl FailoverExecutor<'_> {
         let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
 
         let mut oldc = self.admin(&cfg, &old.addr, old_snap.flavor).await?;
-        let long = oldc.value(&sql::long_writes(cfg.switchover_wait_write_query), Duration::from_secs(5)).await?;
-        if long.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0 {
-            let msg = format!(
-                "Long updates running on master {}: writes or transactions older than {} s; cannot switchover",
-                old.addr, cfg.switchover_wait_write_query
-            );
-            self.log(Level::Error, &msg);
-            return Err(FailoverError::new(ErrorKind::Conflict, msg));
+        if let Err(e) = self.switchover_preconditions(&cfg, &mut oldc, &old.addr).await {
+            oldc.close().await;
+            self.log(Level::Error, &e.message);
+            return Err(e);
         }
         let _busy = InFailover::enter(self.shared)?;
         self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
@@ -160,13 +156,47 @@ impl FailoverExecutor<'_> {
         })
     }
 
+    /// Refuses (409, the master untouched) while a write statement runs longer than
+    /// `switchover-wait-write-query` or a transaction is open longer than
+    /// `switchover-wait-trx`: the global read lock does not wait for an open transaction, so
+    /// a switchover would cut it.
+    async fn switchover_preconditions(&self, cfg: &ClusterConfig, oldc: &mut AdminConn, old: &HostPort) -> Result<(), FailoverError> {
+        let long = oldc.value(&sql::long_writes(cfg.switchover_wait_write_query), Duration::from_secs(5)).await?;
+        if long.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0 {
+            return Err(FailoverError::new(
+                ErrorKind::Conflict,
+                format!("Long updates running on master {old}: write statements older than {} s (switchover-wait-write-query); cannot switchover", cfg.switchover_wait_write_query),
+            ));
+        }
+        let row = oldc.row(&sql::long_transactions(cfg.switchover_wait_trx)).await?.unwrap_or_default();
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        if field(0).parse::<u64>().unwrap_or(0) > 0 {
+            return Err(FailoverError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Switchover refused: {} transaction(s) open on master {old} for more than switchover-wait-trx ({} s), the oldest for {} s (connection {}); the master is unchanged",
+                    field(0),
+                    cfg.switchover_wait_trx,
+                    field(2),
+                    field(1)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// After read_only: drain writes for `switchover-wait-kill`, kill client connections, take
     /// the global read lock with a short lock wait, and read the final GTID position.
     async fn fence_and_read_position(&self, cfg: &ClusterConfig, oldc: &mut AdminConn) -> OpResult {
         let drain_until = std::time::Instant::now() + cfg.switchover_wait_kill;
         loop {
-            let busy = oldc.value(&sql::long_writes(0), Duration::from_secs(5)).await?;
-            if busy.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) == 0 || std::time::Instant::now() >= drain_until {
+            // Running writes and open transactions: both end (commit) by themselves while
+            // read_only refuses new ones.
+            let writes = oldc.value(&sql::long_writes(0), Duration::from_secs(5)).await?;
+            let trx = oldc.row(&sql::long_transactions(0)).await?.unwrap_or_default();
+            let count = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let busy = count(writes) + count(trx.first().cloned().flatten());
+            if busy == 0 || std::time::Instant::now() >= drain_until {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

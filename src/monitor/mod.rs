@@ -205,8 +205,21 @@ impl ClusterMonitor {
             return;
         }
         self.resume_interrupted().await;
+        self.guard_writes().await;
         self.check_automatic_failover().await;
         self.check_rejoin().await;
+    }
+
+    /// Fence on sight: only the intended master stays writable (see [`plan::write_guards`]).
+    async fn guard_writes(&mut self) {
+        for r in self.executor().guard_writes().await {
+            if let Err(e) = r {
+                let name = self.shared.read().config.name.clone();
+                let e = e.in_cluster(&name);
+                tracing::error!(error = %e.with_context(), "write guard failed");
+                self.shared.write().log(Level::Error, "fence", &format!("Write guard failed: {}", e.message));
+            }
+        }
     }
 
     /// Finishes or rolls back operations a previous leader left open in the journal. They are

@@ -31,7 +31,8 @@ pub struct WriteLoad {
     handle: tokio::task::JoinHandle<WriteReport>,
 }
 
-async fn connect(port: u16) -> Option<Conn> {
+/// A connection as the application user (`app`, fenced by `read_only`).
+pub async fn connect(port: u16) -> Option<Conn> {
     let opts = OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
@@ -44,6 +45,12 @@ async fn connect(port: u16) -> Option<Conn> {
 impl WriteLoad {
     /// Starts inserting ids from `first_id` into `app.t` on whichever of `ports` accepts them.
     pub fn start(ports: Vec<u16>, first_id: u64) -> WriteLoad {
+        WriteLoad::start_with(ports, first_id, Duration::from_secs(3))
+    }
+
+    /// The same, each INSERT waiting up to `statement_timeout` for its answer (a long one keeps
+    /// a commit waiting for a semi-sync acknowledgement instead of giving up).
+    pub fn start_with(ports: Vec<u16>, first_id: u64, statement_timeout: Duration) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = tokio::spawn(async move {
@@ -65,7 +72,7 @@ impl WriteLoad {
                 let Some(c) = conn.as_mut() else { continue };
                 id += 1;
                 let q = format!("INSERT INTO app.t (id, port) VALUES ({id}, {port})");
-                match tokio::time::timeout(Duration::from_secs(3), c.query_drop(q)).await {
+                match tokio::time::timeout(statement_timeout, c.query_drop(q)).await {
                     Ok(Ok(())) => {
                         report.acked.push(id);
                         report.ack_times.push((Instant::now(), port));

@@ -240,6 +240,14 @@ impl Manager {
         v["token"].as_str().expect("token").to_string()
     }
 
+    /// GET of a long action (a `services` call, a bootstrap): waits for its answer up to
+    /// `limit` instead of the default client's short timeout.
+    pub async fn get_long(&self, path: &str, token: &str, limit: Duration) -> (u16, String) {
+        let r = http().get(self.url(path)).bearer_auth(token).timeout(limit).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
     /// GET with a token, returning (status, body text).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let mut req = http().get(self.url(path));

@@ -1,0 +1,58 @@
+//! Fence on sight: each tick of the active leader applies the [`WriteGuard`]s of
+//! [`plan::write_guards`], so a server that is not the intended master is made read-only (and
+//! its clients cut) the moment it is reachable again, and a restarted intended master is
+//! opened for writes again.
+
+use std::time::Instant;
+
+use crate::cluster::log::Level;
+use crate::db::sql;
+use crate::failover::error::OpResult;
+use crate::failover::executor::{old_flavor, FailoverExecutor};
+use crate::failover::plan::{self, WriteGuard};
+
+impl FailoverExecutor<'_> {
+    /// Applies this tick's write guards; returns what was done, for the log.
+    pub async fn guard_writes(&self) -> Vec<OpResult> {
+        let guards = plan::write_guards(&self.snapshot());
+        let mut done = Vec::with_capacity(guards.len());
+        for g in guards {
+            done.push(self.apply_guard(&g).await);
+        }
+        done
+    }
+
+    async fn apply_guard(&self, guard: &WriteGuard) -> OpResult {
+        let st = self.snapshot();
+        let cfg = st.config.clone();
+        match *guard {
+            WriteGuard::Fence { server, master } => {
+                let s = &st.servers[server];
+                let started = Instant::now();
+                let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;
+                self.mutate(&mut c, "fence a writable non-master", sql::READ_ONLY_ON).await?;
+                let killed = self.kill_clients(&mut c).await;
+                c.close().await;
+                let killed = killed?;
+                let msg = format!(
+                    "Fenced {}: it was writable while {} is the master (read_only=1, {killed} client connection(s) killed, {} ms)",
+                    s.addr,
+                    st.servers[master].addr,
+                    started.elapsed().as_millis()
+                );
+                self.log(Level::Warn, &msg);
+                Ok(msg)
+            }
+            WriteGuard::Reopen { master } => {
+                let s = &st.servers[master];
+                let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;
+                let r = self.mutate(&mut c, "reopen the intended master", sql::READ_ONLY_OFF).await;
+                c.close().await;
+                r?;
+                let msg = format!("Master {} was read-only (restarted?) and is the intended master: opened for writes", s.addr);
+                self.log(Level::Warn, &msg);
+                Ok(msg)
+            }
+        }
+    }
+}
