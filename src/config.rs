@@ -77,6 +77,8 @@ const KEYS: &[KeySpec] = &[
     key("failover-falsepositive-heartbeat-timeout", Kind::Int, "3"),
     key("failover-at-sync", Kind::Bool, "false"),
     key("failover-readonly-state", Kind::Bool, "true"),
+    key("failover-fence-script", Kind::Str, ""),
+    key("failover-fence-script-timeout", Kind::Int, "30"),
     key("failover-restart-unsafe", Kind::Bool, "false"),
     key("check-replication-state", Kind::Bool, "true"),
     key("switchover-wait-trx", Kind::Int, "10"),
@@ -265,6 +267,12 @@ pub struct ClusterConfig {
     /// `switchover-wait-catch` (seconds, default 30): how long the candidate and the replicas
     /// may take to reach the locked master's position; past it the switchover is undone.
     pub switchover_wait_catch: Duration,
+    /// `failover-fence-script` (default empty: none): a STONITH-style command run with the old
+    /// master's host and port as arguments before every promotion; the promotion waits for it
+    /// to exit 0, and a failure or a timeout blocks it.
+    pub fence_script: String,
+    /// `failover-fence-script-timeout` (seconds, default 30).
+    pub fence_script_timeout: Duration,
     /// `switchover-slave-wait-catch` (default true): the other replicas wait (bounded by
     /// `switchover-wait-catch`) for the old master's final position before they are repointed.
     pub switchover_slave_wait_catch: bool,
@@ -840,6 +848,8 @@ impl ClusterConfig {
             switchover_at_sync: s.bool("switchover-at-sync")?,
             switchover_wait_catch: Duration::from_secs(s.uint("switchover-wait-catch")?.max(1)),
             switchover_slave_wait_catch: s.bool("switchover-slave-wait-catch")?,
+            fence_script: s.str("failover-fence-script")?,
+            fence_script_timeout: Duration::from_secs(s.uint("failover-fence-script-timeout")?.max(1)),
             autorejoin: s.bool("autorejoin")?,
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,

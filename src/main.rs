@@ -9,6 +9,7 @@ use anyhow::Context;
 // Layers, each importing only the ones listed before it (checked by tests/architecture.rs).
 mod config;
 mod files;
+mod command;
 mod db;
 mod cluster;
 mod group;

@@ -715,3 +715,41 @@ async fn switchover_refused_while_a_transaction_is_open_too_long() {
     assert!(lab.crashes().await.is_empty(), "a switchover was recorded");
     lab.finish();
 }
+
+/// `failover-fence-script`: the promotion waits for the script (STONITH) to fence the old
+/// master. While it fails, no replica is promoted (and none is writable); once it succeeds,
+/// the failover completes and the script got the old master's host and port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_script_gates_the_promotion() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("fence", slot());
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("stonith.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ -f {d}/allow ] || {{ echo 'power switch unreachable' >&2; exit 1; }}\necho \"$1 $2\" > {d}/fenced\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script_path = script.display().to_string();
+    let lab = Lab::start(3, &[("failover-fence-script", script_path.as_str())]).await;
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let blocked = wait_until(Duration::from_secs(30), || async { lab.m.log_text().contains("the fence script could not fence old master") }).await;
+    assert!(blocked, "the failing fence script was not run: {}", lab.m.log_text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(lab.crashes().await.is_empty(), "a replica was promoted although the fence script failed");
+    for p in [lab.sb.port(2), lab.sb.port(3)] {
+        assert_eq!(read_only_of(p).await, Some(1), "replica {p} is writable without a fence");
+    }
+    std::fs::write(dir.join("allow"), "").unwrap();
+    let new = lab.wait_new_master(&old, Duration::from_secs(30)).await;
+    let fenced = std::fs::read_to_string(dir.join("fenced")).unwrap();
+    assert_eq!(fenced.trim(), format!("127.0.0.1 {}", lab.sb.port(1)));
+    eprintln!("fence script: blocked while failing, then {new} promoted");
+    lab.finish();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -26,26 +26,6 @@ pub fn render_command(template: &str, addr: &HostPort, cluster: &str) -> String 
     template.replace("{host}", &addr.host).replace("{port}", &addr.port.to_string()).replace("{cluster}", cluster)
 }
 
-/// Runs `sh -c command` within `deadline`; the error carries its output.
-pub async fn run_command(command: &str, deadline: Duration) -> Result<String, String> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(deadline, child).await {
-        Err(_) => Err(format!("`{command}` did not finish within {deadline:?}")),
-        Ok(Err(e)) => Err(format!("`{command}` could not start: {e}")),
-        Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        Ok(Ok(out)) => Err(format!(
-            "`{command}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
-}
-
 impl FailoverExecutor<'_> {
     /// Sets a cluster setting (validated like the file; replicated; applied on every node).
     pub async fn set_setting(&self, name: &str, value: &str) -> OpResult {
@@ -202,7 +182,7 @@ impl FailoverExecutor<'_> {
         let command = render_command(template, &addr, &cfg.name);
         let (term, node) = self.coord.epoch();
         tracing::info!(server = %addr, %command, term, node, "executing orchestrator command");
-        let out = run_command(&command, COMMAND_DEADLINE).await.map_err(|e| FailoverError::new(ErrorKind::Failed, e))?;
+        let out = crate::command::run_command(&command, COMMAND_DEADLINE).await.map_err(|e| FailoverError::new(ErrorKind::Failed, e))?;
         let msg = format!("{action:?} of {addr} done{}", if out.is_empty() { String::new() } else { format!(": {out}") });
         self.log(Level::Info, &msg);
         Ok(msg)
@@ -322,8 +302,8 @@ mod tests {
 
     #[tokio::test]
     async fn commands_are_bounded_and_report_failures() {
-        assert_eq!(run_command("echo hi", Duration::from_secs(5)).await.unwrap(), "hi");
-        assert!(run_command("echo oops >&2; exit 3", Duration::from_secs(5)).await.unwrap_err().contains("oops"));
-        assert!(run_command("sleep 5", Duration::from_millis(200)).await.unwrap_err().contains("did not finish"));
+        assert_eq!(crate::command::run_command("echo hi", Duration::from_secs(5)).await.unwrap(), "hi");
+        assert!(crate::command::run_command("echo oops >&2; exit 3", Duration::from_secs(5)).await.unwrap_err().contains("oops"));
+        assert!(crate::command::run_command("sleep 5", Duration::from_millis(200)).await.unwrap_err().contains("did not finish"));
     }
 }

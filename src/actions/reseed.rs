@@ -1,7 +1,7 @@
 //! Reseed of a replica from a logical backup job of the cluster.
 
 use crate::cluster::log::Level;
-use crate::failover::error::{ErrorKind, FailoverError, OpResult};
+use crate::failover::error::OpResult;
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::sql::{self, Flavor};
 use crate::failover::executor::FailoverExecutor;
@@ -23,10 +23,12 @@ impl FailoverExecutor<'_> {
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
         self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
         self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
-        self.coord.check("load backup").await?;
-        let pos = crate::actions::jobs::restore_logical(job, addr, &cfg.db_credential, DUMP_DEADLINE)
-            .await
-            .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("restoring backup {} into {addr} failed: {e:#}", job.id)))?;
+        let pos = self
+            .while_leader(
+                &format!("restore backup {} into {addr}", job.id),
+                crate::actions::jobs::restore_logical(job, addr, &cfg.db_credential, DUMP_DEADLINE),
+            )
+            .await?;
         self.mutate(&mut c, "replica position from backup", &sql::set_slave_pos(&pos)).await?;
         c.close().await;
         self.repoint(cfg, addr, flavor, master).await?;

@@ -21,6 +21,13 @@ use crate::failover::AUTOMATIC;
 use crate::db::sql::{self, ChangeMaster, Flavor};
 use crate::cluster::topology::ServerState;
 
+/// How often a long step re-checks that this node still leads ([`FailoverExecutor::while_leader`]).
+pub const LEADERSHIP_RECHECK: Duration = Duration::from_secs(2);
+
+/// Attempts of kill-then-read_only in a fence, and the lock wait of each.
+const FENCE_ATTEMPTS: usize = 5;
+const FENCE_LOCK_WAIT_SECS: u64 = 1;
+
 /// How long a promoted replica may take to apply its relay log before the failover gives up.
 pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -278,6 +285,11 @@ impl FailoverExecutor<'_> {
                             return Err(self.abort(&mut journal, msg).await);
                         }
                     },
+                    FailoverStep::FenceScript => {
+                        if let Err(e) = self.run_fence_script(&cfg, &old.addr).await {
+                            return Err(self.abort(&mut journal, format!("Failover cancelled: {}", e.message)).await);
+                        }
+                    }
                     FailoverStep::WaitApplied => {
                         let target = fenced_at.clone().unwrap_or_else(|| repl.gtid_io_pos.clone());
                         if target.is_empty() {
@@ -331,11 +343,75 @@ impl FailoverExecutor<'_> {
     /// GTID position read (nothing more can be written there once this returns).
     async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
-        self.mutate(&mut c, "fence old master", sql::READ_ONLY_ON).await?;
-        self.kill_clients(&mut c).await?;
-        let pos = c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
+        let fenced = self.fence_server(&mut c, "fence old master").await;
+        let pos = match fenced {
+            Ok(_) => c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.map_err(FailoverError::from),
+            Err(e) => Err(e),
+        };
         c.close().await;
-        Ok(pos)
+        Ok(pos?.unwrap_or_default())
+    }
+
+    /// Runs a long step (a dump reload, a flashback, a restore) while this node stays the
+    /// active leader: leadership is checked before it starts and every
+    /// [`LEADERSHIP_RECHECK`] while it runs; when a check fails the step is dropped (its
+    /// client processes are killed with it) and the error says why.
+    pub(crate) async fn while_leader<T>(&self, step: &str, work: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, FailoverError> {
+        let (term, _) = self.coord.epoch();
+        self.coord.check(step).await.map_err(|e| FailoverError::from(e).at_step(step, term))?;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return r.map_err(|e| FailoverError::new(ErrorKind::Failed, format!("{step}: {e:#}")).at_step(step, term)),
+                _ = tokio::time::sleep(LEADERSHIP_RECHECK) => {
+                    if let Err(e) = self.coord.check(step).await {
+                        self.log(Level::Error, &format!("{step} stopped: this node lost the lead ({e})"));
+                        return Err(FailoverError::from(e).at_step(step, term));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `failover-fence-script <host> <port>` for the old master (after a leadership
+    /// check: fencing is part of the decision this leader makes).
+    async fn run_fence_script(&self, cfg: &ClusterConfig, old: &HostPort) -> Result<(), FailoverError> {
+        let (term, _) = self.coord.epoch();
+        self.coord.check("fence script").await.map_err(|e| FailoverError::from(e).at_step("fence script", term))?;
+        let command = format!("{} {} {}", cfg.fence_script.trim(), crate::command::shell_word(&old.host), old.port);
+        let started = std::time::Instant::now();
+        match crate::command::run_command(&command, cfg.fence_script_timeout).await {
+            Ok(out) => {
+                self.log(Level::Warn, &format!("Fence script fenced old master {old} in {} ms: {out}", started.elapsed().as_millis()));
+                Ok(())
+            }
+            Err(e) => Err(FailoverError::new(ErrorKind::Failed, format!("the fence script could not fence old master {old}: {e}")).at_step("fence script", term)),
+        }
+    }
+
+    /// Makes the server `conn` is on read-only with its clients cut: kills the client
+    /// connections FIRST, then sets `read_only`, a few times over. `SET GLOBAL read_only`
+    /// waits for the commits in progress, and a commit waiting for a semi-sync
+    /// acknowledgement that no replica will send (a master cut off and back) would hold it
+    /// until the semi-sync timeout, then be acknowledged: killing it first means it never
+    /// is. Returns the connections killed.
+    pub(crate) async fn fence_server(&self, conn: &mut AdminConn, step: &str) -> Result<usize, FailoverError> {
+        self.mutate(conn, "short lock wait for the fence", &sql::lock_wait_timeout(FENCE_LOCK_WAIT_SECS)).await?;
+        let mut killed = 0;
+        let mut last = None;
+        for _ in 0..FENCE_ATTEMPTS {
+            killed += self.kill_clients(conn).await?;
+            match self.mutate(conn, step, sql::READ_ONLY_ON).await {
+                Ok(()) => {
+                    // Sessions that connected meanwhile may hold transactions: cut them too.
+                    killed += self.kill_clients(conn).await?;
+                    return Ok(killed);
+                }
+                Err(e) if e.kind == ErrorKind::NotLeader => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| FailoverError::new(ErrorKind::Failed, format!("{step}: read_only not set"))))
     }
 
     /// Kills every client connection of the server `conn` is on (replication, system threads

@@ -30,8 +30,7 @@ impl FailoverExecutor<'_> {
                 let s = &st.servers[server];
                 let started = Instant::now();
                 let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;
-                self.mutate(&mut c, "fence a writable non-master", sql::READ_ONLY_ON).await?;
-                let killed = self.kill_clients(&mut c).await;
+                let killed = self.fence_server(&mut c, "fence a writable non-master").await;
                 c.close().await;
                 let killed = killed?;
                 let msg = format!(

@@ -27,6 +27,9 @@ pub enum FailoverStep {
     /// The old master answers: `read_only`, client connections killed, its final GTID position
     /// read. The candidate must then reach that position.
     FenceOldMaster,
+    /// Run `failover-fence-script` with the old master's host and port (STONITH); the
+    /// promotion waits for it to exit 0, a failure or a timeout blocks it.
+    FenceScript,
     /// Wait (bounded) until the candidate has applied what it received, and the fenced master's
     /// final position when there is one.
     WaitApplied,
@@ -307,6 +310,9 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
     if old.is_up() {
         steps.push(FailoverStep::FenceOldMaster);
     }
+    if !cfg.fence_script.trim().is_empty() {
+        steps.push(FailoverStep::FenceScript);
+    }
     steps.extend([FailoverStep::WaitApplied, FailoverStep::DetachCandidate, FailoverStep::Promote { semi_sync }, FailoverStep::JournalPromoted]);
     steps.extend(repoint_targets(st, m, w).into_iter().map(|server| FailoverStep::Repoint { server }));
     steps.push(FailoverStep::Finish);
@@ -564,6 +570,11 @@ mod tests {
             p.steps,
             vec![JournalStarted, FenceOldMaster, WaitApplied, DetachCandidate, Promote { semi_sync: false }, JournalPromoted, Repoint { server: 2 }, Finish]
         );
+        // A fence script, when configured, runs before the wait and the promotion.
+        let mut scripted = st.clone();
+        scripted.config.fence_script = "/usr/local/bin/stonith".into();
+        let p = plan_failover(&scripted).unwrap();
+        assert_eq!(&p.steps[1..4], &[FenceOldMaster, FenceScript, WaitApplied]);
         // A dead master cannot be fenced on the server: the plan goes straight to the wait.
         let mut st = st;
         st.servers[0].last_error = Some("refused".into());

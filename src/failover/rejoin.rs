@@ -99,13 +99,14 @@ impl FailoverExecutor<'_> {
         let dbs = mc.column(sql::USER_SCHEMAS).await?;
         let fallback_pos = mc.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await?.unwrap_or_default();
         mc.close().await;
-        self.coord.check("load dump").await?;
         let pos = if dbs.is_empty() {
             fallback_pos
         } else {
-            crate::db::tools::copy_databases(&cfg.db_credential, master, addr, &dbs, DUMP_DEADLINE)
-                .await
-                .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("reseed of {addr} from {master} failed: {e:#}")))?
+            self.while_leader(
+                &format!("reload {addr} from a dump of {master}"),
+                crate::db::tools::copy_databases(&cfg.db_credential, master, addr, &dbs, DUMP_DEADLINE),
+            )
+            .await?
         };
         self.mutate(&mut c, "replica position from dump", &sql::set_slave_pos(&pos)).await?;
         c.close().await;
@@ -128,10 +129,11 @@ impl FailoverExecutor<'_> {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
-        self.coord.check("flashback").await?;
-        crate::db::tools::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE)
-            .await
-            .map_err(|e| FailoverError::new(ErrorKind::Failed, format!("flashback of {addr} failed: {e:#}")))?;
+        self.while_leader(
+            &format!("flashback of {addr}"),
+            crate::db::tools::flashback(&cfg.db_credential, addr, &record.old_master_log_file, &record.old_master_log_pos, DUMP_DEADLINE),
+        )
+        .await?;
         // Its binary log still holds the rolled-back GTIDs: discard it, or replicating the new
         // master's transactions would break GTID strict ordering.
         self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;

@@ -222,18 +222,22 @@ impl FailoverExecutor<'_> {
         cause: FailoverError,
         journal: &mut JournalEntry,
     ) -> FailoverError {
+        // Every undo statement but the unlock is leadership-checked: a node that lost the lead
+        // leaves the old master read-only, and the next leader rolls the journal back.
         let src = self.shared.read().config.replication_source_name.clone();
+        let mut undo_errors = Vec::new();
         if let Some(mut c) = candc {
-            if let Err(e) = c.exec(&sql::start_slave(&src)).await {
-                tracing::warn!(error = %e, "undo: start replication on candidate");
+            if let Err(e) = self.mutate(&mut c, "undo: candidate replicates again", &sql::start_slave(&src)).await {
+                undo_errors.push(e.to_string());
             }
             c.close().await;
         }
-        let mut undo_errors = Vec::new();
-        for stmt in [sql::UNLOCK_TABLES, sql::READ_ONLY_OFF] {
-            if let Err(e) = oldc.exec(stmt).await {
-                undo_errors.push(e.to_string());
-            }
+        // Releasing this session's own global read lock lets nothing in: read_only is still on.
+        if let Err(e) = oldc.exec(sql::UNLOCK_TABLES).await {
+            undo_errors.push(e.to_string());
+        }
+        if let Err(e) = self.mutate(&mut oldc, "undo: reopen old master", sql::READ_ONLY_OFF).await {
+            undo_errors.push(e.to_string());
         }
         oldc.close().await;
         let msg = if undo_errors.is_empty() {

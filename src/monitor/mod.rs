@@ -393,10 +393,17 @@ impl ClusterMonitor {
 }
 
 /// Sends `action` to a cluster's monitor and waits for the outcome.
+/// Bounded by the action's own deadline plus a margin: the task answers (or times out) first.
 pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> OpResult {
+    let limit = actions::deadline(&action) + Duration::from_secs(30);
     let (reply, rx) = oneshot::channel();
-    tx.send(ClusterCommand { action, requester, reply })
+    tokio::time::timeout(Duration::from_secs(10), tx.send(ClusterCommand { action, requester, reply }))
         .await
+        .map_err(|_| FailoverError::new(ErrorKind::NotLeader, "the cluster monitor did not take the request within 10 s"))?
         .map_err(|_| FailoverError::new(ErrorKind::NotLeader, "the cluster monitor is stopping"))?;
-    rx.await.map_err(|_| FailoverError::new(ErrorKind::Failed, "the cluster monitor stopped before answering"))?
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(FailoverError::new(ErrorKind::Failed, "the cluster monitor stopped before answering")),
+        Err(_) => Err(FailoverError::new(ErrorKind::Timeout, format!("no answer within {} s", limit.as_secs()))),
+    }
 }
