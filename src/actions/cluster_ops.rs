@@ -12,6 +12,7 @@ impl FailoverExecutor<'_> {
     pub async fn bootstrap(&self, topology: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
+        crate::failover::plan::refuse_unmanaged_flavor(&st)?;
         if !matches!(topology, "master-slave" | "multi-master") {
             return Err(FailoverError::new(ErrorKind::BadRequest, format!("Unsupported topology {topology}: use master-slave or multi-master")));
         }
@@ -70,6 +71,7 @@ impl FailoverExecutor<'_> {
     /// Removes every replication connection of every reachable server.
     pub async fn cleanup(&self) -> OpResult {
         let st = self.snapshot();
+        crate::failover::plan::refuse_unmanaged_flavor(&st)?;
         let cfg = st.config.clone();
         let _busy = InFailover::enter(self.shared)?;
         for s in st.servers.iter().filter(|s| s.is_up()) {

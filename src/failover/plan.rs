@@ -13,6 +13,7 @@ use crate::cluster::topology::{same_server, ServerState};
 use crate::config::ClusterConfig;
 use crate::db::gtid::GtidPos;
 use crate::db::probe::{ReplicationStatus, ServerSnapshot};
+use crate::db::sql::Flavor;
 use crate::failover::planner::{self, Candidate, ElectionKind, ElectionRules, Gate, GateInput, NoCandidate};
 
 /// Why no plan: the alert code and a reason for the operator.
@@ -102,7 +103,7 @@ pub enum WriteGuard {
 /// that replicates from no one is reopened. Nothing while a master change runs, before a master
 /// is known, or in a multi-master topology.
 pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
-    if st.in_failover || st.topology_kind == "multi-master" {
+    if st.in_failover || st.topology_kind == "multi-master" || refuse_unmanaged_flavor(st).is_err() {
         return Vec::new();
     }
     let Some(m) = st.intent_index().or(st.master) else { return Vec::new() };
@@ -130,6 +131,24 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
         guards.push(WriteGuard::Reopen { master: m });
     }
     guards
+}
+
+/// MariaDB only acts on MariaDB: a cluster with a server seen as MySQL is monitored and shown,
+/// never changed (its statements differ, and no MySQL server can be tested here).
+pub fn refuse_unmanaged_flavor(st: &ClusterState) -> Result<(), PlanError> {
+    let mysql: Vec<String> = st
+        .servers
+        .iter()
+        .filter(|s| s.snapshot.as_ref().is_some_and(|sn| sn.flavor == Flavor::MySQL))
+        .map(|s| s.addr.to_string())
+        .collect();
+    if mysql.is_empty() {
+        return Ok(());
+    }
+    Err(NoCandidate {
+        code: "ERR00091",
+        reason: format!("{} run MySQL: this manager monitors MySQL servers but changes only MariaDB clusters", mysql.join(", ")),
+    })
 }
 
 /// The replication domain of master `m`: its `gtid_domain_id`.
@@ -253,6 +272,7 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
     let Some(m) = st.master else {
         return Err(NoCandidate { code: "ERR00032", reason: "No master known in this cluster: nothing to fail over".to_string() });
     };
+    refuse_unmanaged_flavor(st)?;
     let cfg = &st.config;
     let old = &st.servers[m];
     let domain = master_domain(st, m);
@@ -334,6 +354,7 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
     if requested == Some(m) {
         return Err(NoCandidate { code: "ERR00032", reason: format!("{} is already the master", st.servers[m].addr) });
     }
+    refuse_unmanaged_flavor(st)?;
     let cfg = &st.config;
     let domain = master_domain(st, m);
     let rules = ElectionRules {
@@ -350,6 +371,9 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
 /// failover that replaced it.
 pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord) -> Option<RejoinPlan> {
     let snap = st.servers[i].snapshot.as_ref()?;
+    if snap.flavor != Flavor::MariaDB {
+        return None;
+    }
     let mine = snap.gtid_binlog_pos.seq_in(record.domain).max(snap.gtid_current_pos.seq_in(record.domain));
     let received = GtidPos::parse_lenient(&record.elected_io_gtid).seq_in(record.domain);
     if mine <= received {
@@ -373,7 +397,6 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, HostPort};
-    use crate::db::sql::Flavor;
 
     fn addr(i: usize) -> HostPort {
         HostPort { host: "127.0.0.1".into(), port: 3310 + i as u16 }
@@ -532,6 +555,18 @@ mod tests {
         for (name, keys, snaps, want) in table {
             assert_eq!(winner(&cluster(keys, snaps)), want, "{name}");
         }
+    }
+
+    #[test]
+    fn mysql_clusters_are_monitored_not_changed() {
+        let mut r = replica("0-1-20", "0-1-20");
+        r.flavor = Flavor::MySQL;
+        let mut st = cluster("", vec![master("0-1-20"), Some(r)]);
+        assert_eq!(winner(&st), Err("ERR00091"));
+        st.servers[0].state = ServerState::Master;
+        assert_eq!(plan_switchover(&st, None).map_err(|e| e.code), Err("ERR00091"));
+        st.servers[1].snapshot.as_mut().unwrap().read_only = false;
+        assert_eq!(write_guards(&st), vec![]);
     }
 
     #[test]
