@@ -380,6 +380,28 @@ async fn chaos_leader_dies_mid_failover_and_the_next_leader_finishes_it() {
     assert!(ok, "the other replica does not follow {new}: {}", lab.logs());
     let resumed = lab.nodes.iter().filter(|n| n.id != leader).any(|n| n.log_text().contains("Resuming failover"));
     assert!(resumed, "no node resumed the interrupted failover: {}", lab.logs());
+    // A maintenance toggle sent to a surviving node (run by, or forwarded to, the new leader)
+    // builds on the replicated decisions: the crash record, the counter and the new master
+    // survive it, on every surviving node.
+    let (st, body) = lab
+        .other(leader)
+        .get(&format!("/api/clusters/{}/servers/{other}/actions/maintenance", lab.cluster), &lab.token)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let survived = wait_until(Duration::from_secs(20), || async {
+        let mut all = true;
+        for n in lab.nodes.iter().filter(|n| n.id != leader) {
+            let c = n.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap_or_default();
+            let s = n.get_json(&format!("/api/clusters/{}/topology/servers", lab.cluster), &lab.token).await.unwrap_or_default();
+            let crashes = n.get_json(&format!("/api/clusters/{}/topology/crashes", lab.cluster), &lab.token).await.unwrap_or_default();
+            let in_maintenance = s.as_array().is_some_and(|a| a.iter().any(|x| x["url"] == other.as_str() && x["isMaintenance"] == true));
+            all &= c["failoverCounter"] == 1 && crashes.as_array().is_some_and(|a| a.len() == 1) && in_maintenance;
+        }
+        all && lab.master_seen_by(lab.other(leader).id).await.as_deref() == Some(new.as_str())
+    })
+    .await;
+    assert!(survived, "the maintenance toggle lost the failover's replicated decisions: {}", lab.logs());
     report(
         "leader-dies-mid-failover",
         &format!("killed leader {leader} right after it journaled the promotion of {new}"),

@@ -361,6 +361,7 @@ mod tests {
                 .unwrap_or_default(),
             master_status: None,
             binlog_dump_threads: 0,
+            binlog_stalled: false,
             taken_at: SystemTime::now(),
             latency: Duration::ZERO,
         }

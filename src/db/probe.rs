@@ -123,6 +123,9 @@ pub struct ServerSnapshot {
     pub replications: Vec<ReplicationStatus>,
     pub master_status: Option<MasterStatus>,
     pub binlog_dump_threads: u64,
+    /// `SHOW MASTER STATUS` did not answer within the deadline: commits hold the binary log
+    /// (e.g. waiting for semi-sync acks). The probe's connection is then not reused.
+    pub binlog_stalled: bool,
     pub taken_at: SystemTime,
     pub latency: Duration,
 }
@@ -198,6 +201,8 @@ impl ServerProbe {
                 if snap.flavor != self.flavor {
                     // Session bounds differ per flavor: reconnect with the right ones next time.
                     self.flavor = snap.flavor;
+                } else if snap.binlog_stalled {
+                    // A statement timed out on it: the server may still run it; never reuse.
                 } else {
                     self.conn = Some(conn);
                 }
@@ -250,8 +255,15 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
     let repl_rows: Vec<Row> = bounded(repl_sql, t, conn.query(repl_sql)).await?;
     let replications = repl_rows.iter().map(replication_from_row).collect();
 
+    // The binary log may not answer while commits hold it (waiting for semi-sync acks that no
+    // replica sends: a master cut off and back). The server still answers: say so, and keep
+    // what was read (read_only above all), so a fence can act on it.
     let ms_sql = sql::master_status(flavor);
-    let ms: Option<Row> = bounded(ms_sql, t, conn.query_first(ms_sql)).await?;
+    let (ms, binlog_stalled): (Option<Row>, bool) = match bounded(ms_sql, t, conn.query_first(ms_sql)).await {
+        Ok(ms) => (ms, false),
+        Err(ProbeError::StatementTimeout { .. }) => (None, true),
+        Err(e) => return Err(e),
+    };
     let master_status = ms.map(|r| MasterStatus {
         file: col(&r, "File").unwrap_or_default(),
         position: col(&r, "Position").unwrap_or_default(),
@@ -259,8 +271,11 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
         binlog_ignore_db: col(&r, "Binlog_Ignore_DB").unwrap_or_default(),
     });
 
-    let dumps: Option<u64> =
-        bounded(sql::BINLOG_DUMP_THREADS, t, conn.query_first(sql::BINLOG_DUMP_THREADS)).await?;
+    let dumps: Option<u64> = if binlog_stalled {
+        None
+    } else {
+        bounded(sql::BINLOG_DUMP_THREADS, t, conn.query_first(sql::BINLOG_DUMP_THREADS)).await?
+    };
 
     let (binlog, current, slave, executed) = match flavor {
         Flavor::MariaDB => (text(1), text(2), text(3), String::new()),
@@ -293,6 +308,7 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
         replications,
         master_status,
         binlog_dump_threads: dumps.unwrap_or(0),
+        binlog_stalled,
         taken_at: SystemTime::now(),
         latency: Duration::ZERO,
     })

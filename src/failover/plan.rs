@@ -430,6 +430,7 @@ mod tests {
             replications: Vec::new(),
             master_status: None,
             binlog_dump_threads: 0,
+            binlog_stalled: false,
             taken_at: SystemTime::now(),
             latency: Duration::ZERO,
         }
