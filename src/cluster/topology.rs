@@ -69,6 +69,29 @@ impl Problem {
     }
 }
 
+/// Why a master cut off from its replicas (but still reached by clients) could acknowledge
+/// writes that no replica holds, which a failover then loses; `None` when it cannot.
+pub fn acknowledged_write_risk(s: &ServerSnapshot) -> Option<String> {
+    if !s.semi_sync_master_enabled {
+        return Some("semi-sync is off: every commit is acknowledged by the master alone".to_string());
+    }
+    if s.semi_sync_wait_point.eq_ignore_ascii_case("AFTER_COMMIT") {
+        return Some("rpl_semi_sync_master_wait_point is AFTER_COMMIT: other sessions see a commit before any replica has it".to_string());
+    }
+    if !s.semi_sync_master_status {
+        return Some("semi-sync fell back to asynchronous: commits are acknowledged without a replica".to_string());
+    }
+    Some(format!(
+        "after rpl_semi_sync_master_timeout ({} ms) without a replica ack, a cut-off master commits alone (a fence script or a larger timeout closes the gap)",
+        s.semi_sync_timeout_ms
+    ))
+    .filter(|_| s.semi_sync_timeout_ms < SAFE_SEMI_SYNC_TIMEOUT_MS)
+}
+
+/// A semi-sync timeout this long (one hour) is taken as "never falls back" in practice: the
+/// managers fence the master well before it.
+pub const SAFE_SEMI_SYNC_TIMEOUT_MS: u64 = 3_600_000;
+
 /// What the monitor knows about one server this round.
 pub struct Observation<'a> {
     pub addr: &'a HostPort,
@@ -297,6 +320,18 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
                 }
                 _ => {}
             }
+            if let (Ok(ms), true) = (obs[m].probe, n > 1) {
+                if let Some(risk) = acknowledged_write_risk(ms) {
+                    problems.push(Problem::new("WARN0110", format!("Transactions at risk on master {maddr}: {risk}"), Some(maddr)));
+                }
+                if ms.binlog_stalled {
+                    problems.push(Problem::new(
+                        "WARN0111",
+                        format!("The binary log of master {maddr} does not answer: commits wait (for semi-sync acks?)"),
+                        Some(maddr),
+                    ));
+                }
+            }
             if n > 1 && !sources.contains(&Some(Some(m))) && kind == "master-slave" {
                 problems.push(Problem::new("ERR00010", format!("No replica replicates from master {maddr}"), Some(maddr)));
             }
@@ -338,9 +373,10 @@ mod tests {
             log_bin: true,
             log_slave_updates: true,
             binlog_format: "ROW".into(),
-            semi_sync_master_enabled: false,
+            // A careful master: semi-sync on, in sync, a timeout that never falls back.
+            semi_sync_master_enabled: !read_only,
             semi_sync_slave_enabled: true,
-            semi_sync_master_status: false,
+            semi_sync_master_status: !read_only,
             semi_sync_master_clients: 0,
             semi_sync_slave_status: false,
             slave_received_heartbeats: 0,
@@ -362,6 +398,8 @@ mod tests {
             master_status: None,
             binlog_dump_threads: 0,
             binlog_stalled: false,
+            semi_sync_timeout_ms: SAFE_SEMI_SYNC_TIMEOUT_MS,
+            semi_sync_wait_point: "AFTER_SYNC".into(),
             taken_at: SystemTime::now(),
             latency: Duration::ZERO,
         }
@@ -396,6 +434,29 @@ mod tests {
 
     fn down() -> Result<ServerSnapshot, ProbeError> {
         Err(ProbeError::Connect("refused".into()))
+    }
+
+    #[test]
+    fn transactions_at_risk_are_named() {
+        let safe = snap(false, None);
+        assert_eq!(acknowledged_write_risk(&safe), None);
+        let mut s = safe.clone();
+        s.semi_sync_timeout_ms = 1000;
+        assert!(acknowledged_write_risk(&s).is_some_and(|r| r.contains("1000 ms")));
+        let mut s = safe.clone();
+        s.semi_sync_wait_point = "AFTER_COMMIT".into();
+        assert!(acknowledged_write_risk(&s).is_some_and(|r| r.contains("AFTER_COMMIT")));
+        let mut s = safe.clone();
+        s.semi_sync_master_status = false;
+        assert!(acknowledged_write_risk(&s).is_some_and(|r| r.contains("fell back")));
+        let mut s = safe;
+        s.semi_sync_master_enabled = false;
+        assert!(acknowledged_write_risk(&s).is_some_and(|r| r.contains("semi-sync is off")));
+        // Reported for the master of a cluster.
+        let mut m = snap(false, None);
+        m.semi_sync_timeout_ms = 1000;
+        let c = Case::new(vec![Ok(m), Ok(snap(true, Some((3310, "Yes", "Yes"))))], vec![0, 0]);
+        assert!(c.run(None).problems.iter().any(|p| p.code == "WARN0110"), "{:?}", c.run(None).problems);
     }
 
     #[test]

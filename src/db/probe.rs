@@ -111,6 +111,10 @@ pub struct ServerSnapshot {
     pub binlog_format: String,
     pub semi_sync_master_enabled: bool,
     pub semi_sync_slave_enabled: bool,
+    /// `rpl_semi_sync_master_timeout` (ms): after it a master without acks commits alone.
+    pub semi_sync_timeout_ms: u64,
+    /// `rpl_semi_sync_master_wait_point`: `AFTER_SYNC` or `AFTER_COMMIT`.
+    pub semi_sync_wait_point: String,
     /// `Rpl_semi_sync_master_status`: the master is waiting for replica acks.
     pub semi_sync_master_status: bool,
     pub semi_sync_master_clients: u64,
@@ -298,6 +302,8 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
         binlog_format: text(8),
         semi_sync_master_enabled: flag(9),
         semi_sync_slave_enabled: flag(10),
+        semi_sync_timeout_ms: text(11).parse().unwrap_or(0),
+        semi_sync_wait_point: text(12),
         semi_sync_master_status: stat_on("rpl_semi_sync_master_status") || stat_on("rpl_semi_sync_source_status"),
         semi_sync_master_clients: stat_num("rpl_semi_sync_master_clients"),
         semi_sync_slave_status: stat_on("rpl_semi_sync_slave_status") || stat_on("rpl_semi_sync_replica_status"),

@@ -32,12 +32,13 @@ pub fn monitor_variables(flavor: Flavor) -> &'static str {
         Flavor::MariaDB => {
             "SELECT @@read_only, @@gtid_binlog_pos, @@gtid_current_pos, @@gtid_slave_pos, \
              @@gtid_domain_id, @@gtid_strict_mode, @@log_bin, @@log_slave_updates, @@binlog_format, \
-             @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled"
+             @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, \
+             @@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_point"
         }
         // MySQL has no MariaDB GTID positions; its executed set goes in the binlog slot.
         Flavor::MySQL => {
             "SELECT @@read_only, @@global.gtid_executed, @@global.gtid_executed, '', \
-             0, 0, @@log_bin, @@log_slave_updates, @@binlog_format, 0, 0"
+             0, 0, @@log_bin, @@log_slave_updates, @@binlog_format, 0, 0, 0, ''"
         }
     }
 }

@@ -431,6 +431,8 @@ mod tests {
             master_status: None,
             binlog_dump_threads: 0,
             binlog_stalled: false,
+            semi_sync_timeout_ms: 0,
+            semi_sync_wait_point: String::new(),
             taken_at: SystemTime::now(),
             latency: Duration::ZERO,
         }
