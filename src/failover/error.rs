@@ -28,6 +28,36 @@ pub enum ErrorKind {
     Failed,
 }
 
+impl ErrorKind {
+    /// A stable name (stored with an idempotent operation's outcome).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad-request",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::NotLeader => "not-leader",
+            ErrorKind::NotAvailable => "not-available",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Failed => "failed",
+        }
+    }
+
+    /// The kind named by [`ErrorKind::as_str`] (`Failed` for an unknown name).
+    pub fn from_name(name: &str) -> ErrorKind {
+        [
+            ErrorKind::BadRequest,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::NotLeader,
+            ErrorKind::NotAvailable,
+            ErrorKind::Timeout,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .unwrap_or(ErrorKind::Failed)
+    }
+}
+
 /// A failed operation with its context.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -125,5 +155,8 @@ mod tests {
         assert_eq!(e.term, Some(3));
         assert_eq!(e.with_context(), "[cluster c1 op failover-1 step promote term 3] boom");
         assert_eq!(e.to_string(), "boom");
+        for k in [ErrorKind::BadRequest, ErrorKind::Conflict, ErrorKind::NotLeader, ErrorKind::Timeout, ErrorKind::Failed] {
+            assert_eq!(ErrorKind::from_name(k.as_str()), k);
+        }
     }
 }

@@ -18,6 +18,8 @@ use replication_manager_raft::{Command, GroupConfig, GroupStatus, KvOp, NodeInfo
 use serde_json::Value;
 
 use crate::config::{NodeRole, ServerConfig};
+
+pub mod idempotency;
 use crate::cluster::records::PersistedCluster;
 
 /// Key of the replicated API token signing key.

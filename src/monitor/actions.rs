@@ -13,6 +13,7 @@ use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::state::SharedCluster;
 use crate::failover::executor::FailoverExecutor;
+use crate::group::idempotency::{self, Claim, IdempotentOp, StoredOutcome};
 use crate::group::{Coordinator, ManagerGroup};
 use crate::monitor::MonitorEnv;
 
@@ -60,6 +61,50 @@ pub struct ActionTask {
 impl ActionTask {
     fn executor(&self) -> FailoverExecutor<'_> {
         FailoverExecutor { shared: &self.shared, coord: self.group.as_ref() }
+    }
+
+    /// Runs `run` at most once for `key`: the key is claimed through the group first; a key
+    /// already claimed answers with the first outcome (or 409 while it runs, or when the key
+    /// was used for another request) and runs nothing.
+    pub async fn once(&self, cluster: &str, key: &str, action: &Action, run: impl std::future::Future<Output = OpResult>) -> OpResult {
+        if !idempotency::valid_key(key) {
+            return Err(FailoverError::new(
+                ErrorKind::BadRequest,
+                format!("Idempotency-Key must be 1 to {} visible ASCII characters", idempotency::MAX_KEY_LEN),
+            ));
+        }
+        let request = format!("{action:?}");
+        match self.group.claim(cluster, key, &request).await? {
+            Claim::Known(op) if op.request != request => Err(FailoverError::new(
+                ErrorKind::Conflict,
+                format!("Idempotency-Key {key} was used for another request ({}); not run", op.request),
+            )),
+            Claim::Known(IdempotentOp { outcome: None, op_id, term, node, .. }) => Err(FailoverError::new(
+                ErrorKind::Conflict,
+                format!("Operation {op_id} (Idempotency-Key {key}) started by node {node} in term {term} has not ended; not run again"),
+            )
+            .in_op(&op_id)),
+            Claim::Known(IdempotentOp { outcome: Some(o), op_id, .. }) => {
+                tracing::info!(cluster, key, op = %op_id, "idempotent retry: answering the first outcome");
+                if o.ok {
+                    Ok(o.message)
+                } else {
+                    Err(FailoverError::new(ErrorKind::from_name(&o.kind), o.message).in_op(&op_id))
+                }
+            }
+            Claim::New { op_id } => {
+                tracing::info!(cluster, key, op = %op_id, "idempotent operation claimed");
+                let result = run.await;
+                let outcome = match &result {
+                    Ok(m) => StoredOutcome { ok: true, kind: String::new(), message: m.clone() },
+                    Err(e) => StoredOutcome { ok: false, kind: e.kind.as_str().to_string(), message: e.message.clone() },
+                };
+                if let Err(e) = self.group.settle(cluster, key, outcome).await {
+                    tracing::error!(cluster, key, op = %op_id, error = %e, "the outcome of an idempotent operation was not replicated");
+                }
+                result.map_err(|e| e.in_op(&op_id))
+            }
+        }
     }
 
     /// Waits (bounded) for a probe round that started after this call, so the action decides

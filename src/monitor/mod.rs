@@ -30,6 +30,9 @@ use actions::{ActionTask, SlotGuard};
 /// A request for the monitor task, answered on `reply`.
 pub struct ClusterCommand {
     pub action: Action,
+    /// The client's `Idempotency-Key`: the action runs at most once per key, and a retry gets
+    /// the first outcome.
+    pub idempotency_key: Option<String>,
     /// Who asked (API user, and the node that forwarded the request), for the journal.
     pub requester: String,
     pub reply: oneshot::Sender<OpResult>,
@@ -175,9 +178,15 @@ impl ClusterMonitor {
         let cluster = name.clone();
         let work = tokio::spawn(async move {
             let _guard = guard;
-            let result = match tokio::time::timeout(deadline, task.handle(cmd.action, &cmd.requester)).await {
-                Ok(r) => r.map_err(|e| e.in_cluster(&cluster)),
-                Err(_) => Err(FailoverError::new(ErrorKind::Timeout, format!("the action did not finish within its deadline of {} s", deadline.as_secs()))),
+            let run = async {
+                match tokio::time::timeout(deadline, task.handle(cmd.action.clone(), &cmd.requester)).await {
+                    Ok(r) => r.map_err(|e| e.in_cluster(&cluster)),
+                    Err(_) => Err(FailoverError::new(ErrorKind::Timeout, format!("the action did not finish within its deadline of {} s", deadline.as_secs()))),
+                }
+            };
+            let result = match &cmd.idempotency_key {
+                None => run.await,
+                Some(key) => task.once(&cluster, key, &cmd.action, run).await,
             };
             let _ = cmd.reply.send(result);
         });
@@ -394,10 +403,10 @@ impl ClusterMonitor {
 
 /// Sends `action` to a cluster's monitor and waits for the outcome.
 /// Bounded by the action's own deadline plus a margin: the task answers (or times out) first.
-pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String) -> OpResult {
+pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requester: String, idempotency_key: Option<String>) -> OpResult {
     let limit = actions::deadline(&action) + Duration::from_secs(30);
     let (reply, rx) = oneshot::channel();
-    tokio::time::timeout(Duration::from_secs(10), tx.send(ClusterCommand { action, requester, reply }))
+    tokio::time::timeout(Duration::from_secs(10), tx.send(ClusterCommand { action, idempotency_key, requester, reply }))
         .await
         .map_err(|_| FailoverError::new(ErrorKind::NotLeader, "the cluster monitor did not take the request within 10 s"))?
         .map_err(|_| FailoverError::new(ErrorKind::NotLeader, "the cluster monitor is stopping"))?;

@@ -339,7 +339,7 @@ impl Backend for NodeBackend {
             // One action at a time per cluster is the monitor's rule (409 for a second one);
             // the action runs as its own task, so it ends even if this request goes away.
             let Some(tx) = tx else { return Err(ActionError::new(500, "No Cluster")) };
-            monitor::request(&tx, action, requester).await.map_err(http_error)
+            monitor::request(&tx, action, requester, None).await.map_err(http_error)
         }
     }
 }
