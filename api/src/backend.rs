@@ -150,6 +150,25 @@ pub struct AuthUser {
     pub token_ttl: Duration,
 }
 
+/// Who asked for a mutating request: the authenticated user, and the node that forwarded the
+/// request to the leader when it did not run where it was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub user: String,
+    /// The forwarding node's id (the `x-replication-manager-forwarded-by` header).
+    pub via_node: Option<u64>,
+}
+
+impl std::fmt::Display for Requester {
+    /// `admin`, or `admin via node 2` for a forwarded request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.via_node {
+            Some(n) => write!(f, "{} via node {n}", self.user),
+            None => f.write_str(&self.user),
+        }
+    }
+}
+
 /// What the node provides to the API. Every method answers from memory (no database I/O), so
 /// a read route never waits on a slow server.
 pub trait Backend: Send + Sync + 'static {
@@ -213,10 +232,22 @@ pub trait Backend: Send + Sync + 'static {
     fn tests(&self, cluster: &str) -> Option<Vec<String>>;
     /// Jobs (backups, optimize) of the cluster; `None` for an unknown cluster.
     fn jobs(&self, cluster: &str) -> Option<serde_json::Value>;
-    /// Runs a mutating action on a cluster and waits for its outcome.
+    /// Runs a mutating action on a cluster for `requester` and waits for its outcome.
     fn run_action(
         &self,
         cluster: &str,
         action: Action,
+        requester: Requester,
     ) -> impl std::future::Future<Output = ActionResult> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requester_text() {
+        assert_eq!(Requester { user: "admin".to_string(), via_node: None }.to_string(), "admin");
+        assert_eq!(Requester { user: "admin".to_string(), via_node: Some(2) }.to_string(), "admin via node 2");
+    }
 }

@@ -14,8 +14,7 @@ use anyhow::Context;
 use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupView, MonitorView, ServerView};
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
-    ServerInfo,
-    ServerRef, TokenKeys,
+    Requester, ServerInfo, ServerRef, TokenKeys,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -332,9 +331,14 @@ impl Backend for NodeBackend {
         self.group.view()
     }
 
-    fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
+    fn run_action(
+        &self,
+        cluster: &str,
+        action: Action,
+        requester: Requester,
+    ) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
-        let requester = replication_manager_api::router::current_requester();
+        let requester = requester.to_string();
         async move {
             // One action at a time per cluster is the monitor's rule (409 for a second one);
             // the action runs as its own task, so it ends even if this request goes away.
