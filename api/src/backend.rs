@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
+use crate::wire::{
+    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorView, ServerInfoView, ServerView, SettingsView,
+};
 
 /// How a route names a server: by the id the API reports (or `host:port`), or by host and port.
 #[derive(Debug, Clone, Copy)]
@@ -208,14 +210,14 @@ pub trait Backend: Send + Sync + 'static {
     fn user_exists(&self, user: &str) -> bool;
     /// True when `user` holds `grant` in `cluster` (or in any cluster when `None`).
     fn has_grant(&self, cluster: Option<&str>, user: &str, grant: &str) -> bool;
-    /// `{"role","master","state","failCount"}`: how this node sees the cluster's master.
-    fn master_view(&self, cluster: &str) -> Option<serde_json::Value>;
+    /// How this node sees the cluster's master; `None` for an unknown cluster.
+    fn master_view(&self, cluster: &str) -> Option<MasterView>;
     /// This node's id in the manager group.
     fn node_id(&self) -> u64;
     /// Where mutating requests run now.
     fn leader_route(&self) -> LeaderRoute;
     /// The manager group as this node sees it.
-    fn group(&self) -> crate::wire::GroupView;
+    fn group(&self) -> GroupView;
     /// Reads live information from one server (`limit` rows at most). An error with status 501
     /// (the information is not kept, or not readable from the manager host) is answered 409:
     /// read routes never answer 501.
@@ -225,13 +227,13 @@ pub trait Backend: Send + Sync + 'static {
         server: &str,
         info: ServerInfo,
         limit: usize,
-    ) -> impl std::future::Future<Output = Result<serde_json::Value, ActionError>> + Send;
+    ) -> impl std::future::Future<Output = Result<ServerInfoView, ActionError>> + Send;
     /// The cluster's settings, secrets masked; `None` for an unknown cluster.
-    fn settings(&self, cluster: &str) -> Option<serde_json::Value>;
+    fn settings(&self, cluster: &str) -> Option<SettingsView>;
     /// Names of the regression scenarios; `None` for an unknown cluster.
     fn tests(&self, cluster: &str) -> Option<Vec<String>>;
-    /// Jobs (backups, optimize) of the cluster; `None` for an unknown cluster.
-    fn jobs(&self, cluster: &str) -> Option<serde_json::Value>;
+    /// Jobs (backups, optimize) of the cluster, newest first; `None` for an unknown cluster.
+    fn jobs(&self, cluster: &str) -> Option<Vec<JobView>>;
     /// Runs a mutating action on a cluster for `requester` and waits for its outcome.
     fn run_action(
         &self,

@@ -2,6 +2,10 @@
 //!
 //! Field names follow `spec/api-client-usage.md` and, where it is silent, the Go project's JSON
 //! (nullable strings as `{"String","Valid"}` in replication status, as its dashboards read them).
+//!
+//! Field order is the order of the JSON the API has always sent: declaration order for the big
+//! objects, alphabetical order (noted on the type) for objects that used to be built as
+//! `serde_json` maps, which sort their keys.
 
 use std::collections::BTreeMap;
 
@@ -218,6 +222,51 @@ pub struct CrashView {
     pub details: Value,
 }
 
+/// A setting value as the configuration file (or a flag, or an API setting) gave it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// A float that JSON cannot carry (NaN, infinite).
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Unsigned(u64),
+    Float(f64),
+    Text(String),
+    List(Vec<SettingValue>),
+    Table(BTreeMap<String, SettingValue>),
+}
+
+/// Settings of a cluster (`/settings`): lowerCamel key to value, secrets shown as `"*:*"`,
+/// keys in alphabetical order.
+pub type SettingsView = BTreeMap<String, SettingValue>;
+
+/// One job (backup, log copy, optimize, reseed), fields in alphabetical order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub cluster: String,
+    /// Unix seconds; `null` while running.
+    pub ended_at: Option<u64>,
+    pub error: Option<String>,
+    /// For logical backups: the GTID position of the snapshot.
+    pub gtid: Option<String>,
+    /// `<yyyymmdd-hhmmss>-<kind>-<4 hex>`.
+    pub id: String,
+    /// `backup-logical`, `backup-physical`, `backup-error-log`, `backup-slow-query-log`,
+    /// `optimize` or `reseed`.
+    pub kind: String,
+    /// Path of the artifact on the manager host; empty for optimize.
+    pub location: String,
+    /// `host:port`.
+    pub server: String,
+    pub size_bytes: u64,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+}
+
 /// An API user and its grants (`apiUsers`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ApiUserView {
@@ -374,4 +423,201 @@ pub struct MonitorView {
     pub backup_physical_list: Value,
     #[serde(rename = "Confs")]
     pub confs: BTreeMap<String, Value>,
+}
+
+/// `/api/internal/clusters/{cluster}/master-view`: how one node sees the cluster's master,
+/// fields in alphabetical order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterView {
+    /// The master's failed-probe counter (0 when no master is known).
+    pub fail_count: u32,
+    /// The master's `host:port`, empty when none is known.
+    pub master: String,
+    /// This node's role in the manager group: `manager` or `arbitrator`.
+    pub role: String,
+    /// The master's state (`Master`, `Suspect`, `Failed`, ...), empty when none is known.
+    pub state: String,
+}
+
+// ---- server information (`/servers/{server}/...` read routes) ---------------------------------
+
+/// A nullable float as the Go project serializes `sql.NullFloat64`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NullFloat64 {
+    #[serde(rename = "Float64")]
+    pub float64: f64,
+    #[serde(rename = "Valid")]
+    pub valid: bool,
+}
+
+/// One session of the processlist, fields in alphabetical order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessView {
+    pub command: String,
+    pub db: NullString,
+    pub host: String,
+    pub id: u64,
+    /// The statement (first 4096 characters), `null` when idle.
+    pub info: Option<String>,
+    pub progress: f64,
+    pub rows_examined: u64,
+    /// Not reported by MariaDB's processlist: always 0.
+    pub rows_sent: u64,
+    pub state: String,
+    /// Seconds in the current state.
+    pub time: NullFloat64,
+    pub time_ms: f64,
+    pub user: String,
+}
+
+/// One variable or status counter (`value` is text, as the Go project), fields in
+/// alphabetical order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariableView {
+    pub value: String,
+    pub variable_name: String,
+}
+
+/// One error-log entry, fields in alphabetical order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogLineView {
+    pub group: String,
+    /// `INFO` (MariaDB `[Note]`), `WARN` (`[Warning]`), `ERROR`, or the bracketed word upper-cased.
+    pub level: String,
+    pub text: String,
+    /// `yyyy/mm/dd hh:mm:ss` as written by the server (its local time); empty when the line has none.
+    pub timestamp: String,
+}
+
+/// The error log of a server: `{"buffer","len","line"}`, newest first.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorLogView {
+    pub buffer: Vec<LogLineView>,
+    /// Entries in `buffer`.
+    pub len: usize,
+    /// Entries found in the part of the file read.
+    pub line: usize,
+}
+
+/// One slow query, fields in alphabetical order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowQueryView {
+    pub db: String,
+    /// Seconds.
+    pub lock_time: f64,
+    pub query: String,
+    /// Seconds.
+    pub query_time: f64,
+    pub rows_examined: u64,
+    pub rows_sent: u64,
+    /// `yyyy-mm-dd hh:mm:ss[.ffffff]`, UTC when known (`SET timestamp` line, or the slow-log
+    /// table read in UTC); else the file's `# Time:` value in the server's local time.
+    pub start_time: String,
+    pub user_host: String,
+}
+
+/// One table of a user schema (snake_case names), fields in alphabetical order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TableView {
+    pub data_length: u64,
+    pub engine: String,
+    pub index_length: u64,
+    pub table_name: String,
+    /// Estimated by the engine.
+    pub table_rows: u64,
+    pub table_schema: String,
+}
+
+/// The answer of a server-information route: one shape per kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ServerInfoView {
+    /// `processlist`.
+    Processlist(Vec<ProcessView>),
+    /// `variables`, `status`, `status-delta` (per-second rates) and `status-innodb`.
+    Variables(Vec<VariableView>),
+    /// `errorlog`.
+    ErrorLog(ErrorLogView),
+    /// `slowlog`, `slow-queries`.
+    SlowLog(Vec<SlowQueryView>),
+    /// `tables`.
+    Tables(Vec<TableView>),
+    /// `vtables`: the tables keyed by `schema.table`.
+    VTables(BTreeMap<String, TableView>),
+    /// `schemas`: schema names.
+    Schemas(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    /// The objects that used to be `json!` maps keep their bytes (keys in alphabetical order).
+    #[test]
+    fn master_view_serializes_as_before() {
+        let mv = MasterView { fail_count: 2, master: "h:1".into(), role: "manager".into(), state: "Suspect".into() };
+        assert_eq!(json(&mv), r#"{"failCount":2,"master":"h:1","role":"manager","state":"Suspect"}"#);
+    }
+
+    #[test]
+    fn setting_values_are_plain_json() {
+        let mut table = BTreeMap::new();
+        table.insert("x".to_string(), SettingValue::Integer(1));
+        let mut s = SettingsView::new();
+        s.insert("b".into(), SettingValue::Bool(true));
+        s.insert("a".into(), SettingValue::Text("*:*".into()));
+        s.insert("f".into(), SettingValue::Float(0.5));
+        s.insert("l".into(), SettingValue::List(vec![SettingValue::Integer(-1), SettingValue::Unsigned(u64::MAX)]));
+        s.insert("n".into(), SettingValue::Null);
+        s.insert("t".into(), SettingValue::Table(table));
+        assert_eq!(json(&s), r#"{"a":"*:*","b":true,"f":0.5,"l":[-1,18446744073709551615],"n":null,"t":{"x":1}}"#);
+    }
+
+    #[test]
+    fn server_info_shapes() {
+        let p = ProcessView {
+            command: "Query".into(),
+            db: NullString::default(),
+            host: "h:1".into(),
+            id: 7,
+            info: None,
+            progress: 0.0,
+            rows_examined: 0,
+            rows_sent: 0,
+            state: "".into(),
+            time: NullFloat64 { float64: 3.0, valid: true },
+            time_ms: 3001.5,
+            user: "app".into(),
+        };
+        assert_eq!(
+            json(&ServerInfoView::Processlist(vec![p])),
+            r#"[{"command":"Query","db":{"String":"","Valid":false},"host":"h:1","id":7,"info":null,"progress":0.0,"rowsExamined":0,"rowsSent":0,"state":"","time":{"Float64":3.0,"Valid":true},"timeMs":3001.5,"user":"app"}]"#
+        );
+        let v = VariableView { value: "ON".into(), variable_name: "READ_ONLY".into() };
+        assert_eq!(json(&ServerInfoView::Variables(vec![v])), r#"[{"value":"ON","variableName":"READ_ONLY"}]"#);
+        let line = LogLineView { group: "h:1".into(), level: "INFO".into(), text: "ready".into(), timestamp: "2026/11/28 19:29:22".into() };
+        assert_eq!(
+            json(&ServerInfoView::ErrorLog(ErrorLogView { buffer: vec![line], len: 1, line: 5 })),
+            r#"{"buffer":[{"group":"h:1","level":"INFO","text":"ready","timestamp":"2026/11/28 19:29:22"}],"len":1,"line":5}"#
+        );
+        let q = SlowQueryView { query: "select 1".into(), query_time: 0.5, rows_sent: 1, ..SlowQueryView::default() };
+        assert_eq!(
+            json(&ServerInfoView::SlowLog(vec![q])),
+            r#"[{"db":"","lockTime":0.0,"query":"select 1","queryTime":0.5,"rowsExamined":0,"rowsSent":1,"startTime":"","userHost":""}]"#
+        );
+        let t = TableView { table_schema: "app".into(), table_name: "t".into(), engine: "InnoDB".into(), table_rows: 3, ..TableView::default() };
+        let table = r#"{"data_length":0,"engine":"InnoDB","index_length":0,"table_name":"t","table_rows":3,"table_schema":"app"}"#;
+        assert_eq!(json(&ServerInfoView::Tables(vec![t.clone()])), format!("[{table}]"));
+        let vt: BTreeMap<String, TableView> = [("app.t".to_string(), t)].into_iter().collect();
+        assert_eq!(json(&ServerInfoView::VTables(vt)), format!(r#"{{"app.t":{table}}}"#));
+        assert_eq!(json(&ServerInfoView::Schemas(vec!["app".into(), "mysql".into()])), r#"["app","mysql"]"#);
+    }
 }

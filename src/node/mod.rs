@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupView, MonitorView, ServerView};
+use replication_manager_api::wire::{
+    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorView, ServerInfoView, ServerView, SettingsView,
+};
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
     Requester, ServerInfo, ServerRef, TokenKeys,
@@ -268,7 +270,7 @@ impl Backend for NodeBackend {
         server: &str,
         info: ServerInfo,
         limit: usize,
-    ) -> impl std::future::Future<Output = Result<Value, ActionError>> + Send {
+    ) -> impl std::future::Future<Output = Result<ServerInfoView, ActionError>> + Send {
         let target = match self.cluster_state(cluster) {
             None => Err(ActionError::new(500, "No cluster")),
             Some(c) => {
@@ -296,8 +298,8 @@ impl Backend for NodeBackend {
         }
     }
 
-    fn settings(&self, cluster: &str) -> Option<Value> {
-        Some(self.cluster_state(cluster)?.read().config.masked_json())
+    fn settings(&self, cluster: &str) -> Option<SettingsView> {
+        Some(views::settings_view(&self.cluster_state(cluster)?.read().config))
     }
 
     fn tests(&self, cluster: &str) -> Option<Vec<String>> {
@@ -305,18 +307,18 @@ impl Backend for NodeBackend {
         Some(crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect())
     }
 
-    fn jobs(&self, cluster: &str) -> Option<Value> {
+    fn jobs(&self, cluster: &str) -> Option<Vec<JobView>> {
         self.cluster_state(cluster)?;
-        serde_json::to_value(self.jobs.list(cluster)).ok()
+        Some(self.jobs.list(cluster).iter().map(views::job_view).collect())
     }
 
-    fn master_view(&self, cluster: &str) -> Option<Value> {
+    fn master_view(&self, cluster: &str) -> Option<MasterView> {
         let st = self.cluster_state(cluster)?.read();
         let (master, state, fail_count) = match st.master {
             Some(m) => (st.servers[m].addr.to_string(), st.servers[m].state.to_string(), st.servers[m].fail_count),
             None => (String::new(), String::new(), 0),
         };
-        Some(json!({"role": self.group.role().as_str(), "master": master, "state": state, "failCount": fail_count}))
+        Some(MasterView { fail_count, master, role: self.group.role().as_str().to_string(), state })
     }
 
     fn node_id(&self) -> u64 {

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use replication_manager_api::acl;
 use replication_manager_api::wire::{
-    AlertView, AlertsView, ApiUserView, ClusterView, CrashView, DbVersionView, GtidView, HttpLog, LogEntryView,
-    MasterStatusView, NullInt64, NullString, ReplicationView, ServerView,
+    AlertView, AlertsView, ApiUserView, ClusterView, CrashView, DbVersionView, GtidView, HttpLog, JobView, LogEntryView,
+    MasterStatusView, NullInt64, NullString, ReplicationView, ServerView, SettingValue, SettingsView,
 };
 use serde_json::{json, Value};
 
 use crate::cluster::log::{format_timestamp, ClusterLog};
+use crate::config::ClusterConfig;
 use crate::db::gtid::GtidPos;
 use crate::actions::jobs::{Job, JobKind};
 use crate::cluster::state::{ClusterState, ServerRuntime};
@@ -240,6 +241,48 @@ fn job_results(jobs: &[Job]) -> Value {
     Value::Object(out)
 }
 
+/// A job as the API lists it.
+pub fn job_view(j: &Job) -> JobView {
+    JobView {
+        cluster: j.cluster.clone(),
+        ended_at: j.ended_at,
+        error: j.error.clone(),
+        gtid: j.gtid.clone(),
+        id: j.id.clone(),
+        kind: j.kind.as_str().to_string(),
+        location: j.location.clone(),
+        server: j.server.clone(),
+        size_bytes: j.size_bytes,
+        started_at: j.started_at,
+        state: j.state.clone(),
+    }
+}
+
+/// A configuration value (TOML turned JSON) as a setting value.
+fn setting_value(v: &Value) -> SettingValue {
+    match v {
+        Value::Null => SettingValue::Null,
+        Value::Bool(b) => SettingValue::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => SettingValue::Integer(i),
+            (None, Some(u), _) => SettingValue::Unsigned(u),
+            (None, None, Some(f)) => SettingValue::Float(f),
+            (None, None, None) => SettingValue::Null,
+        },
+        Value::String(s) => SettingValue::Text(s.clone()),
+        Value::Array(a) => SettingValue::List(a.iter().map(setting_value).collect()),
+        Value::Object(o) => SettingValue::Table(o.iter().map(|(k, v)| (k.clone(), setting_value(v))).collect()),
+    }
+}
+
+/// The settings of a cluster as the API shows them: lowerCamel keys, secrets masked.
+pub fn settings_view(config: &ClusterConfig) -> SettingsView {
+    match config.masked_json() {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), setting_value(v))).collect(),
+        _ => SettingsView::new(),
+    }
+}
+
 /// Status shared by the manager group ("A"/"S" and split-brain flags).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupStatus {
@@ -249,7 +292,6 @@ pub struct GroupStatus {
     pub lost_majority: bool,
 }
 
-/// The cluster object.
 /// The cluster object. `jobs` are the cluster's jobs, newest first (they tell whether a valid
 /// backup exists, and the latest result of each kind).
 pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jobs: &[Job]) -> ClusterView {
@@ -348,5 +390,46 @@ mod tests {
         assert_eq!((v.major, v.minor, v.release), (10, 11, 19));
         assert_eq!(v.suffix, "MariaDB-0+deb12u1");
         assert_eq!(v.flavor, "MariaDB");
+    }
+
+    #[test]
+    fn job_view_is_the_job_as_listed_before() {
+        let mut j = Job {
+            id: "20261205-023730-backup-logical-d775".into(),
+            cluster: "c1".into(),
+            server: "h1:3306".into(),
+            kind: JobKind::BackupLogical,
+            state: "done".into(),
+            started_at: 1,
+            ended_at: Some(2),
+            size_bytes: 3,
+            location: "/d/dump.sql".into(),
+            error: None,
+            gtid: Some("0-1-4".into()),
+        };
+        let same = |j: &Job| {
+            let old = serde_json::to_string(&serde_json::to_value(j).unwrap()).unwrap();
+            assert_eq!(serde_json::to_string(&job_view(j)).unwrap(), old);
+        };
+        same(&j);
+        j.kind = JobKind::BackupSlowQueryLog;
+        j.ended_at = None;
+        j.error = Some("interrupted".into());
+        j.gtid = None;
+        same(&j);
+    }
+
+    #[test]
+    fn settings_view_is_the_masked_configuration() {
+        let text = "[Default]\ndb-servers-hosts = \"h1:3306\"\ndb-servers-credential = \"u:p\"\nmonitoring-ticker = 0.5\n\
+                    failover-limit = 3\nautorejoin = false\nsome-list = [1, \"a\", 2.5]\nsome-table = { x = 1 }\n";
+        let cfg = crate::config::Config::from_toml_str(text, std::path::Path::new("t.toml"), &[]).unwrap();
+        let c = &cfg.clusters[0];
+        let view = settings_view(c);
+        assert_eq!(serde_json::to_string(&view).unwrap(), serde_json::to_string(&c.masked_json()).unwrap());
+        assert_eq!(view["dbServersCredential"], SettingValue::Text("*:*".into()));
+        assert_eq!(view["monitoringTicker"], SettingValue::Float(0.5));
+        assert_eq!(view["failoverLimit"], SettingValue::Integer(3));
+        assert_eq!(view["autorejoin"], SettingValue::Bool(false));
     }
 }
