@@ -841,7 +841,7 @@ async fn reseed<B: Backend>(
 /// Services run for this cluster by an orchestrator agent (opensvc, kube): this manager has no
 /// such agent, so there are none.
 async fn agent_services<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
-    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<serde_json::Value>::new()))
+    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<crate::wire::NotReported>::new()))
 }
 
 /// The opensvc service configuration of a server: no server is an opensvc service here, so the

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use replication_manager_api::wire::{
-    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorView, ServerInfoView, ServerView, SettingsView,
+    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorConfigView, MonitorView, ServerInfoView,
+    ServerView, SettingsView,
 };
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
     Requester, ServerInfo, ServerRef, TokenKeys,
 };
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::{Config, HostPort};
@@ -160,7 +160,7 @@ impl Backend for NodeBackend {
         let mut acl_source = String::new();
         for (name, c) in &self.clusters {
             let st = c.read();
-            confs.insert(name.clone(), st.config.masked_json());
+            confs.insert(name.clone(), views::settings_view(&st.config));
             if acl_source.is_empty() {
                 acl_source = st.config.api_acl_allow.clone();
             }
@@ -169,9 +169,6 @@ impl Backend for NodeBackend {
                 logs.push(&e.group, e.level, "cluster", e.text.as_str());
             }
         }
-        let service_acl: Vec<Value> =
-            acl::GRANTS.iter().map(|g| json!({"grant": g, "enable": false})).collect();
-        let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
         MonitorView {
             version: env!("CARGO_PKG_VERSION").to_string(),
             full_version: format!("{} (rust)", env!("CARGO_PKG_VERSION")),
@@ -186,27 +183,31 @@ impl Backend for NodeBackend {
             spit_brain: group.split_brain,
             clusters: self.cluster_names(),
             tests: crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect(),
-            config: json!({
-                "httpBindAddress": self.config.server.http_bind_address,
-                "httpPort": self.config.server.http_port,
-                "apiBind": self.config.server.api_bind,
-                "apiPort": self.config.server.api_port,
-                "monitoringDatadir": self.config.server.datadir.display().to_string(),
-                "logLevel": self.config.server.log_level,
-                "apiCredentials": "*:*",
-            }),
+            config: MonitorConfigView {
+                api_bind: self.config.server.api_bind.clone(),
+                api_credentials: "*:*".to_string(),
+                api_port: self.config.server.api_port,
+                http_bind_address: self.config.server.http_bind_address.clone(),
+                http_port: self.config.server.http_port,
+                log_level: self.config.server.log_level.clone(),
+                monitoring_datadir: self.config.server.datadir.display().to_string(),
+            },
             logs: views::http_log(&logs),
             service_plans: None,
-            service_orchestrators: vec![json!({"id": 1, "name": "local", "available": crate::actions::orchestrator::available(), "label": "Local"})],
-            service_acl,
+            service_orchestrators: vec![views::local_orchestrator(crate::actions::orchestrator::available())],
+            service_acl: views::service_acl(),
             service_repos: Vec::new(),
             service_tarballs: Vec::new(),
-            service_fs: bools(&["aufs", "ext4", "nfs", "xfs", "zfs"]),
-            service_vm: bools(&["docker", "kvm", "lxc", "oci", "package", "podman", "zone"]),
-            service_disk: json!({"directory": "directory", "loopback": "loopback", "physical": "physical", "pool": "pool", "volume": "volume"}),
-            service_pool: bools(&["lvm", "none", "zpool"]),
-            backup_logical_list: json!({"dumpling": false, "internal": false, "mydumper": false, "mysqldump": true}),
-            backup_physical_list: json!({"mariabackup": true, "xtrabackup": false}),
+            service_fs: views::none_of(views::FS_KINDS),
+            service_vm: views::none_of(views::VM_KINDS),
+            service_disk: views::disk_kinds(),
+            service_pool: views::none_of(views::POOL_KINDS),
+            // Logical backups use mariadb-dump (mysqldump), physical ones mariadb-backup.
+            backup_logical_list: [("dumpling", false), ("internal", false), ("mydumper", false), ("mysqldump", true)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            backup_physical_list: [("mariabackup", true), ("xtrabackup", false)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             confs,
         }
     }
