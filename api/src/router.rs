@@ -15,6 +15,7 @@ use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
 use crate::backend::{
     Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, Requester, ServerAction, ServerInfo, ServerRef,
 };
+use crate::wire::MessageView;
 
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -571,7 +572,7 @@ async fn login<B: Backend>(State(st): St<B>, headers: HeaderMap, body: Bytes) ->
     if wants_html {
         return text(StatusCode::OK, token);
     }
-    json(&serde_json::json!({ "token": token }))
+    json(&crate::wire::TokenView { token })
 }
 
 async fn cluster_status<B: Backend>(State(st): St<B>, Path(cluster): Path<String>) -> Response {
@@ -820,10 +821,10 @@ async fn add_server<B: Backend>(
     let r = st.backend.run_action(&c, Action::AddServer { host, port }, requester).await;
     // The Go project answers this route in JSON.
     match r {
-        Ok(_) => json(&serde_json::json!({"msg": "Monitor added"})),
+        Ok(_) => json(&MessageView { msg: "Monitor added".to_string() }),
         Err(e) => (
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            Json(serde_json::json!({"msg": e.message})),
+            Json(MessageView { msg: e.message }),
         )
             .into_response(),
     }

@@ -556,6 +556,18 @@ pub struct MonitorView {
     pub confs: BTreeMap<String, SettingsView>,
 }
 
+/// The answer of `/api/login`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenView {
+    pub token: String,
+}
+
+/// A JSON message (`/actions/addserver` answers in this shape, as the Go project).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MessageView {
+    pub msg: String,
+}
+
 /// `/api/internal/clusters/{cluster}/master-view`: how one node sees the cluster's master,
 /// fields in alphabetical order.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -726,6 +738,8 @@ mod tests {
             json(&mc),
             r#"{"apiBind":"0.0.0.0","apiCredentials":"*:*","apiPort":0,"httpBindAddress":"127.0.0.1","httpPort":10001,"logLevel":"info","monitoringDatadir":"/d"}"#
         );
+        assert_eq!(json(&TokenView { token: "t".into() }), r#"{"token":"t"}"#);
+        assert_eq!(json(&MessageView { msg: "Monitor added".into() }), r#"{"msg":"Monitor added"}"#);
         let none: Option<Vec<NotReported>> = None;
         assert_eq!(json(&none), "null");
         assert_eq!(json(&Vec::<NotReported>::new()), "[]");
