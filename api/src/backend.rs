@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::wire::{AlertsView, ClusterView, CrashView, MonitorView, ServerView};
+use crate::wire::{
+    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorView, ServerInfoView, ServerView, SettingsView,
+};
 
 /// How a route names a server: by the id the API reports (or `host:port`), or by host and port.
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +152,25 @@ pub struct AuthUser {
     pub token_ttl: Duration,
 }
 
+/// Who asked for a mutating request: the authenticated user, and the node that forwarded the
+/// request to the leader when it did not run where it was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub user: String,
+    /// The forwarding node's id (the `x-replication-manager-forwarded-by` header).
+    pub via_node: Option<u64>,
+}
+
+impl std::fmt::Display for Requester {
+    /// `admin`, or `admin via node 2` for a forwarded request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.via_node {
+            Some(n) => write!(f, "{} via node {n}", self.user),
+            None => f.write_str(&self.user),
+        }
+    }
+}
+
 /// What the node provides to the API. Every method answers from memory (no database I/O), so
 /// a read route never waits on a slow server.
 pub trait Backend: Send + Sync + 'static {
@@ -189,14 +210,14 @@ pub trait Backend: Send + Sync + 'static {
     fn user_exists(&self, user: &str) -> bool;
     /// True when `user` holds `grant` in `cluster` (or in any cluster when `None`).
     fn has_grant(&self, cluster: Option<&str>, user: &str, grant: &str) -> bool;
-    /// `{"role","master","state","failCount"}`: how this node sees the cluster's master.
-    fn master_view(&self, cluster: &str) -> Option<serde_json::Value>;
+    /// How this node sees the cluster's master; `None` for an unknown cluster.
+    fn master_view(&self, cluster: &str) -> Option<MasterView>;
     /// This node's id in the manager group.
     fn node_id(&self) -> u64;
     /// Where mutating requests run now.
     fn leader_route(&self) -> LeaderRoute;
     /// The manager group as this node sees it.
-    fn group(&self) -> crate::wire::GroupView;
+    fn group(&self) -> GroupView;
     /// Reads live information from one server (`limit` rows at most). An error with status 501
     /// (the information is not kept, or not readable from the manager host) is answered 409:
     /// read routes never answer 501.
@@ -206,17 +227,29 @@ pub trait Backend: Send + Sync + 'static {
         server: &str,
         info: ServerInfo,
         limit: usize,
-    ) -> impl std::future::Future<Output = Result<serde_json::Value, ActionError>> + Send;
+    ) -> impl std::future::Future<Output = Result<ServerInfoView, ActionError>> + Send;
     /// The cluster's settings, secrets masked; `None` for an unknown cluster.
-    fn settings(&self, cluster: &str) -> Option<serde_json::Value>;
+    fn settings(&self, cluster: &str) -> Option<SettingsView>;
     /// Names of the regression scenarios; `None` for an unknown cluster.
     fn tests(&self, cluster: &str) -> Option<Vec<String>>;
-    /// Jobs (backups, optimize) of the cluster; `None` for an unknown cluster.
-    fn jobs(&self, cluster: &str) -> Option<serde_json::Value>;
-    /// Runs a mutating action on a cluster and waits for its outcome.
+    /// Jobs (backups, optimize) of the cluster, newest first; `None` for an unknown cluster.
+    fn jobs(&self, cluster: &str) -> Option<Vec<JobView>>;
+    /// Runs a mutating action on a cluster for `requester` and waits for its outcome.
     fn run_action(
         &self,
         cluster: &str,
         action: Action,
+        requester: Requester,
     ) -> impl std::future::Future<Output = ActionResult> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requester_text() {
+        assert_eq!(Requester { user: "admin".to_string(), via_node: None }.to_string(), "admin");
+        assert_eq!(Requester { user: "admin".to_string(), via_node: Some(2) }.to_string(), "admin via node 2");
+    }
 }

@@ -11,5 +11,8 @@ pub mod router;
 pub mod wire;
 
 pub use auth::{LoginLimiter, TokenKeys};
-pub use backend::{Action, ActionError, ActionResult, AuthUser, Backend, LeaderRoute, ServerAction, ServerInfo, Health, HealthCheck, Lookup, ServerRef};
+pub use backend::{
+    Action, ActionError, ActionResult, AuthUser, Backend, Health, HealthCheck, LeaderRoute, Lookup, Requester, ServerAction, ServerInfo,
+    ServerRef,
+};
 pub use router::{router, ApiState};

@@ -12,7 +12,10 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use crate::auth::{bearer, LoginLimiter, TokenError, TokenKeys};
-use crate::backend::{Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, ServerAction, ServerInfo, ServerRef};
+use crate::backend::{
+    Action, ActionResult, Backend, Health, HealthCheck, LeaderRoute, Lookup, Requester, ServerAction, ServerInfo, ServerRef,
+};
+use crate::wire::MessageView;
 
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -25,16 +28,6 @@ pub struct ApiState<B> {
     pub limiter: LoginLimiter,
     /// Client used to forward mutating requests to the leader (its own pool, no proxy).
     pub forwarder: reqwest::Client,
-}
-
-tokio::task_local! {
-    /// Who asked for the mutating request being served (user, and the forwarding node).
-    static REQUESTER: String;
-}
-
-/// The requester of the mutating request this task serves ("unknown" outside one).
-pub fn current_requester() -> String {
-    REQUESTER.try_with(Clone::clone).unwrap_or_else(|_| "unknown".to_string())
 }
 
 /// Header naming the node that ran a mutating request.
@@ -71,6 +64,18 @@ impl<B> ApiState<B> {
 /// The user a valid token names (put in request extensions by the token middleware).
 #[derive(Debug, Clone)]
 pub struct TokenUser(pub String);
+
+/// The requester of a request: the token's user (empty before the token middleware ran) and
+/// the node named by the forwarding header (a value that is not a node id is ignored).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Requester {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Requester, Self::Rejection> {
+        let user = parts.extensions.get::<TokenUser>().map(|u| u.0.clone()).unwrap_or_default();
+        let via_node = parts.headers.get(FORWARDED_BY).and_then(|v| v.to_str().ok()).and_then(|n| n.trim().parse::<u64>().ok());
+        Ok(Requester { user, via_node })
+    }
+}
 
 /// A plain-text answer.
 pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -187,9 +192,9 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
     ];
     for (suffix, grants, summary, action) in cluster_actions {
         let action = action.clone();
-        let h = move |st: St<B>, Path(c): Path<String>| {
+        let h = move |st: St<B>, requester: Requester, Path(c): Path<String>| {
             let action = action.clone();
-            async move { action_answer(st.backend.run_action(&c, action).await) }
+            async move { action_answer(st.backend.run_action(&c, action, requester).await) }
         };
         v.push(spec(format!("/api/clusters/{{cluster}}/{suffix}"), GET_POST, Access::Grant(grants), true, summary, get(h.clone()).post(h)));
     }
@@ -234,9 +239,9 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
     ];
     for (suffix, grants, summary, action) in server_actions {
         let action = action.clone();
-        let h = move |st: St<B>, Path((c, server)): Path<(String, String)>| {
+        let h = move |st: St<B>, requester: Requester, Path((c, server)): Path<(String, String)>| {
             let action = action.clone();
-            async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }).await) }
+            async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }, requester).await) }
         };
         v.push(spec(
             format!("/api/clusters/{{cluster}}/servers/{{server}}/actions/{suffix}"),
@@ -249,9 +254,9 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         if *suffix == "skip-replication-event" {
             // The document's spelling (missing '/').
             let action = ServerAction::SkipReplicationEvent;
-            let h = move |st: St<B>, Path((c, server)): Path<(String, String)>| {
+            let h = move |st: St<B>, requester: Requester, Path((c, server)): Path<(String, String)>| {
                 let action = action.clone();
-                async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }).await) }
+                async move { action_answer(st.backend.run_action(&c, Action::Server { server, action }, requester).await) }
             };
             v.push(spec(
                 "/api/clusters/{cluster}/servers/{server}/actionsskip-replication-event",
@@ -385,16 +390,8 @@ async fn require_token<B: Backend>(State(st): St<B>, mut req: Request, next: Nex
 async fn forward_to_leader<B: Backend>(State(st): St<B>, req: Request, next: Next) -> Response {
     let me = st.backend.node_id().to_string();
     let mut resp = match st.backend.leader_route() {
-        LeaderRoute::Local => {
-            let user = req.extensions().get::<TokenUser>().map(|u| u.0.clone()).unwrap_or_default();
-            let via = req
-                .headers()
-                .get(FORWARDED_BY)
-                .and_then(|v| v.to_str().ok())
-                .map(|n| format!(" via node {n}"))
-                .unwrap_or_default();
-            REQUESTER.scope(format!("{user}{via}"), next.run(req)).await
-        }
+        // The handler takes the requester from the token's user and the forwarding header.
+        LeaderRoute::Local => next.run(req).await,
         LeaderRoute::Unknown => {
             return text(StatusCode::SERVICE_UNAVAILABLE, "No leader in the manager group: the request was not run; retry when a leader is elected");
         }
@@ -575,7 +572,7 @@ async fn login<B: Backend>(State(st): St<B>, headers: HeaderMap, body: Bytes) ->
     if wants_html {
         return text(StatusCode::OK, token);
     }
-    json(&serde_json::json!({ "token": token }))
+    json(&crate::wire::TokenView { token })
 }
 
 async fn cluster_status<B: Backend>(State(st): St<B>, Path(cluster): Path<String>) -> Response {
@@ -731,27 +728,27 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn switchover<B: Backend>(State(st): St<B>, Path(c): Path<String>, req: Request) -> Response {
+async fn switchover<B: Backend>(State(st): St<B>, requester: Requester, Path(c): Path<String>, req: Request) -> Response {
     let query = req.uri().query().map(str::to_string);
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.unwrap_or_default();
     let prefmaster = prefmaster(query.as_deref(), &body);
     tracing::info!(cluster = %c, ?prefmaster, "Rest API receive switchover request");
-    action_answer(st.backend.run_action(&c, Action::Switchover { prefmaster }).await)
+    action_answer(st.backend.run_action(&c, Action::Switchover { prefmaster }, requester).await)
 }
 
-async fn failover<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
+async fn failover<B: Backend>(State(st): St<B>, requester: Requester, Path(c): Path<String>) -> Response {
     tracing::info!(cluster = %c, "Rest API receive failover request");
-    action_answer(st.backend.run_action(&c, Action::Failover).await)
+    action_answer(st.backend.run_action(&c, Action::Failover, requester).await)
 }
 
 
-async fn bootstrap<B: Backend>(State(st): St<B>, Path((c, topology)): Path<(String, String)>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::Bootstrap { topology }).await)
+async fn bootstrap<B: Backend>(State(st): St<B>, requester: Requester, Path((c, topology)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::Bootstrap { topology }, requester).await)
 }
 
 
-async fn maintenance<B: Backend>(State(st): St<B>, Path((c, server)): Path<(String, String)>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::ToggleMaintenance { server }).await)
+async fn maintenance<B: Backend>(State(st): St<B>, requester: Requester, Path((c, server)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::ToggleMaintenance { server }, requester).await)
 }
 
 
@@ -796,43 +793,56 @@ async fn jobs<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
     st.backend.jobs(&c).map_or_else(no_cluster, |v| json(&v))
 }
 
-async fn switch_setting<B: Backend>(State(st): St<B>, Path((c, name)): Path<(String, String)>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::SwitchSetting { name }).await)
+async fn switch_setting<B: Backend>(State(st): St<B>, requester: Requester, Path((c, name)): Path<(String, String)>) -> Response {
+    action_answer(st.backend.run_action(&c, Action::SwitchSetting { name }, requester).await)
 }
 
-async fn set_setting<B: Backend>(State(st): St<B>, Path((c, name, value)): Path<(String, String, String)>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::SetSetting { name, value: percent_decode(&value) }).await)
+async fn set_setting<B: Backend>(
+    State(st): St<B>,
+    requester: Requester,
+    Path((c, name, value)): Path<(String, String, String)>,
+) -> Response {
+    action_answer(st.backend.run_action(&c, Action::SetSetting { name, value: percent_decode(&value) }, requester).await)
 }
 
-async fn run_test<B: Backend>(State(st): St<B>, Path((c, name)): Path<(String, String)>) -> Response {
-    match st.backend.run_action(&c, Action::RunTest { name }).await {
+async fn run_test<B: Backend>(State(st): St<B>, requester: Requester, Path((c, name)): Path<(String, String)>) -> Response {
+    match st.backend.run_action(&c, Action::RunTest { name }, requester).await {
         // The result is a JSON test report.
         Ok(report) => ([(header::CONTENT_TYPE, "application/json")], report).into_response(),
         Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
     }
 }
 
-async fn add_server<B: Backend>(State(st): St<B>, Path((c, host, port)): Path<(String, String, String)>) -> Response {
-    let r = st.backend.run_action(&c, Action::AddServer { host, port }).await;
+async fn add_server<B: Backend>(
+    State(st): St<B>,
+    requester: Requester,
+    Path((c, host, port)): Path<(String, String, String)>,
+) -> Response {
+    let r = st.backend.run_action(&c, Action::AddServer { host, port }, requester).await;
     // The Go project answers this route in JSON.
     match r {
-        Ok(_) => json(&serde_json::json!({"msg": "Monitor added"})),
+        Ok(_) => json(&MessageView { msg: "Monitor added".to_string() }),
         Err(e) => (
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            Json(serde_json::json!({"msg": e.message})),
+            Json(MessageView { msg: e.message }),
         )
             .into_response(),
     }
 }
 
-async fn reseed<B: Backend>(State(st): St<B>, Path((c, server, method)): Path<(String, String, String)>) -> Response {
-    action_answer(st.backend.run_action(&c, Action::Server { server, action: ServerAction::Reseed(method) }).await)
+async fn reseed<B: Backend>(
+    State(st): St<B>,
+    requester: Requester,
+    Path((c, server, method)): Path<(String, String, String)>,
+) -> Response {
+    let action = Action::Server { server, action: ServerAction::Reseed(method) };
+    action_answer(st.backend.run_action(&c, action, requester).await)
 }
 
 /// Services run for this cluster by an orchestrator agent (opensvc, kube): this manager has no
 /// such agent, so there are none.
 async fn agent_services<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
-    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<serde_json::Value>::new()))
+    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<crate::wire::NotReported>::new()))
 }
 
 /// The opensvc service configuration of a server: no server is an opensvc service here, so the

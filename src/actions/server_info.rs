@@ -1,8 +1,8 @@
 //! Read-only information about one database server, for the API's server-info routes
 //! (processlist, variables, status and its per-second deltas, error and slow logs, tables,
 //! schemas). Each request opens one bounded admin session, reads, and closes it; log files are
-//! read only when the server runs on the manager's own host. The JSON keeps the Go
-//! replication-manager's names.
+//! read only when the server runs on the manager's own host. The answers are the API's wire
+//! types ([`ServerInfoView`]), which keep the Go replication-manager's names.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use serde_json::Value;
+use replication_manager_api::wire::{
+    ErrorLogView, LogLineView, NullFloat64, NullString, ProcessView, ServerInfoView, SlowQueryView, TableView, VariableView,
+};
 
 use crate::db::conn::{AdminConn, DbError};
 use crate::config::{Credential, HostPort};
@@ -97,7 +98,7 @@ impl StatusCache {
 }
 
 /// Reads one kind of information from `req.addr`, at most `req.limit` rows.
-pub async fn read_info(kind: InfoKind, req: &InfoRequest<'_>, cache: &StatusCache) -> Result<Value, InfoError> {
+pub async fn read_info(kind: InfoKind, req: &InfoRequest<'_>, cache: &StatusCache) -> Result<ServerInfoView, InfoError> {
     let mut conn = AdminConn::connect(req.addr, req.cred, Flavor::MariaDB, req.timeout, req.timeout).await?;
     let result = read_with(&mut conn, kind, req, cache).await;
     conn.close().await;
@@ -109,76 +110,28 @@ async fn read_with(
     kind: InfoKind,
     req: &InfoRequest<'_>,
     cache: &StatusCache,
-) -> Result<Value, InfoError> {
+) -> Result<ServerInfoView, InfoError> {
     let limit = req.limit.max(1);
-    match kind {
+    Ok(match kind {
         InfoKind::Processlist => {
             let (_, rows) = conn.rows(&format!("{}{limit}", sql::PROCESSLIST)).await?;
-            to_json(rows.iter().map(|r| process_from_row(r)).collect::<Vec<_>>())
+            ServerInfoView::Processlist(rows.iter().map(|r| process_from_row(r)).collect())
         }
-        InfoKind::Variables => variables(conn, sql::GLOBAL_VARIABLES, limit).await,
-        InfoKind::Status => variables(conn, sql::GLOBAL_STATUS, limit).await,
-        InfoKind::StatusInnodb => variables(conn, sql::GLOBAL_STATUS_INNODB, limit).await,
-        InfoKind::StatusDelta => status_delta(conn, req, cache, limit).await,
-        InfoKind::ErrorLog => error_log(conn, req, limit).await,
-        InfoKind::SlowLog => slow_log(conn, req, limit).await,
-        InfoKind::Tables => to_json(tables(conn, limit).await?),
-        InfoKind::VTables => {
-            let map: serde_json::Map<String, Value> = tables(conn, limit)
-                .await?
-                .into_iter()
-                .map(|t| Ok((format!("{}.{}", t.table_schema, t.table_name), to_json(t)?)))
-                .collect::<Result<_, InfoError>>()?;
-            Ok(Value::Object(map))
-        }
-        InfoKind::Schemas => Ok(Value::from(conn.column(sql::SCHEMAS).await?.into_iter().take(limit).collect::<Vec<_>>())),
-    }
-}
-
-fn to_json<T: Serialize>(v: T) -> Result<Value, InfoError> {
-    serde_json::to_value(v).map_err(|e| InfoError::Failed(format!("encoding the answer: {e}")))
+        InfoKind::Variables => ServerInfoView::Variables(variables(conn, sql::GLOBAL_VARIABLES, limit).await?),
+        InfoKind::Status => ServerInfoView::Variables(variables(conn, sql::GLOBAL_STATUS, limit).await?),
+        InfoKind::StatusInnodb => ServerInfoView::Variables(variables(conn, sql::GLOBAL_STATUS_INNODB, limit).await?),
+        InfoKind::StatusDelta => ServerInfoView::Variables(status_delta(conn, req, cache, limit).await?),
+        InfoKind::ErrorLog => ServerInfoView::ErrorLog(error_log(conn, req, limit).await?),
+        InfoKind::SlowLog => ServerInfoView::SlowLog(slow_log(conn, req, limit).await?),
+        InfoKind::Tables => ServerInfoView::Tables(tables(conn, limit).await?),
+        InfoKind::VTables => ServerInfoView::VTables(
+            tables(conn, limit).await?.into_iter().map(|t| (format!("{}.{}", t.table_schema, t.table_name), t)).collect(),
+        ),
+        InfoKind::Schemas => ServerInfoView::Schemas(conn.column(sql::SCHEMAS).await?.into_iter().take(limit).collect()),
+    })
 }
 
 // ---- processlist -------------------------------------------------------------------------------
-
-/// Go's `sql.NullString`.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct NullString {
-    #[serde(rename = "String")]
-    pub string: String,
-    #[serde(rename = "Valid")]
-    pub valid: bool,
-}
-
-/// Go's `sql.NullFloat64`.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct NullFloat64 {
-    #[serde(rename = "Float64")]
-    pub float64: f64,
-    #[serde(rename = "Valid")]
-    pub valid: bool,
-}
-
-/// One session of the processlist.
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProcessView {
-    pub id: u64,
-    pub user: String,
-    pub host: String,
-    pub db: NullString,
-    pub command: String,
-    /// Seconds in the current state.
-    pub time: NullFloat64,
-    pub time_ms: f64,
-    pub state: String,
-    /// The statement (first 4096 characters), `null` when idle.
-    pub info: Option<String>,
-    pub progress: f64,
-    /// Not reported by MariaDB's processlist: always 0.
-    pub rows_sent: u64,
-    pub rows_examined: u64,
-}
 
 fn process_from_row(r: &[Option<String>]) -> ProcessView {
     let text = |i: usize| r.get(i).cloned().flatten();
@@ -204,15 +157,7 @@ fn process_from_row(r: &[Option<String>]) -> ProcessView {
 
 // ---- variables and status ---------------------------------------------------------------------
 
-/// One variable or status counter (`value` is text, as the Go project).
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct VariableView {
-    pub variable_name: String,
-    pub value: String,
-}
-
-async fn variables(conn: &mut AdminConn, statement: &str, limit: usize) -> Result<Value, InfoError> {
+async fn variables(conn: &mut AdminConn, statement: &str, limit: usize) -> Result<Vec<VariableView>, InfoError> {
     let (_, rows) = conn.rows(statement).await?;
     let vars: Vec<VariableView> = rows
         .into_iter()
@@ -226,7 +171,7 @@ async fn variables(conn: &mut AdminConn, statement: &str, limit: usize) -> Resul
         })
         .take(limit)
         .collect();
-    to_json(vars)
+    Ok(vars)
 }
 
 async fn status_sample(conn: &mut AdminConn) -> Result<(Instant, StatusSample), InfoError> {
@@ -274,7 +219,7 @@ async fn status_delta(
     req: &InfoRequest<'_>,
     cache: &StatusCache,
     limit: usize,
-) -> Result<Value, InfoError> {
+) -> Result<Vec<VariableView>, InfoError> {
     let key = req.addr.to_string();
     let base = match cache.previous(&key).filter(|(at, _)| at.elapsed() <= STATUS_SAMPLE_MAX_AGE) {
         Some(base) => base,
@@ -288,9 +233,7 @@ async fn status_delta(
     let (at, sample) = status_sample(conn).await?;
     let delta = status_delta_per_second(&base.1, &sample, at.saturating_duration_since(base.0));
     cache.store(&key, at, sample);
-    let vars: Vec<VariableView> =
-        delta.into_iter().take(limit).map(|(k, v)| VariableView { variable_name: k, value: format_rate(v) }).collect();
-    to_json(vars)
+    Ok(delta.into_iter().take(limit).map(|(k, v)| VariableView { variable_name: k, value: format_rate(v) }).collect())
 }
 
 // ---- log files ---------------------------------------------------------------------------------
@@ -393,27 +336,6 @@ async fn read_tail_bounded(path: PathBuf, max: u64, timeout: Duration) -> Result
     }
 }
 
-/// One error-log line in the API's log shape.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LogLineView {
-    pub group: String,
-    /// `INFO` (MariaDB `[Note]`), `WARN` (`[Warning]`), `ERROR`, or the bracketed word upper-cased.
-    pub level: String,
-    /// `yyyy/mm/dd hh:mm:ss` as written by the server (its local time); empty when the line has none.
-    pub timestamp: String,
-    pub text: String,
-}
-
-/// `{"buffer","len","line"}`: newest first.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ErrorLogView {
-    pub buffer: Vec<LogLineView>,
-    /// Entries in `buffer`.
-    pub len: usize,
-    /// Entries found in the part of the file read.
-    pub line: usize,
-}
-
 /// Splits a leading MariaDB error-log timestamp (`2026-11-28 19:00:00` or the old
 /// `261128 19:00:00`) off a line, returning it as `yyyy/mm/dd hh:mm:ss`.
 fn split_log_timestamp(line: &str) -> Option<(String, &str)> {
@@ -495,7 +417,7 @@ pub fn parse_error_log(text: &str, group: &str) -> Vec<LogLineView> {
     out
 }
 
-async fn error_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<Value, InfoError> {
+async fn error_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<ErrorLogView, InfoError> {
     let files = server_files(conn).await?;
     let server = req.server_name;
     if files.log_error.trim().is_empty() {
@@ -514,28 +436,10 @@ async fn error_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) ->
     let entries = parse_error_log(&text, server);
     let line = entries.len();
     let buffer: Vec<LogLineView> = entries.into_iter().rev().take(limit).collect();
-    to_json(ErrorLogView { len: buffer.len(), buffer, line })
+    Ok(ErrorLogView { len: buffer.len(), buffer, line })
 }
 
 // ---- slow log ----------------------------------------------------------------------------------
-
-/// One slow query.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SlowQueryView {
-    /// `yyyy-mm-dd hh:mm:ss[.ffffff]`, UTC when known (`SET timestamp` line, or the slow-log
-    /// table read in UTC); else the file's `# Time:` value in the server's local time.
-    pub start_time: String,
-    pub user_host: String,
-    /// Seconds.
-    pub query_time: f64,
-    /// Seconds.
-    pub lock_time: f64,
-    pub rows_sent: u64,
-    pub rows_examined: u64,
-    pub db: String,
-    pub query: String,
-}
 
 /// Seconds of a `TIME(6)` value (`00:00:01.000213`, possibly `-` or more than 24 hours).
 pub fn time_to_seconds(v: &str) -> Option<f64> {
@@ -691,13 +595,13 @@ fn slow_from_row(r: &[Option<String>]) -> SlowQueryView {
     }
 }
 
-async fn slow_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<Value, InfoError> {
+async fn slow_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> Result<Vec<SlowQueryView>, InfoError> {
     let files = server_files(conn).await?;
     let server = req.server_name;
     if files.log_output.to_ascii_uppercase().contains("TABLE") {
         conn.exec(sql::UTC_SESSION).await?;
         let (_, rows) = conn.rows(&format!("{}{limit}", sql::SLOW_LOG_TABLE)).await?;
-        return to_json(rows.iter().map(|r| slow_from_row(r)).collect::<Vec<_>>());
+        return Ok(rows.iter().map(|r| slow_from_row(r)).collect());
     }
     if !files.log_output.to_ascii_uppercase().contains("FILE") {
         return Err(InfoError::NotAvailable(format!(
@@ -713,23 +617,10 @@ async fn slow_log(conn: &mut AdminConn, req: &InfoRequest<'_>, limit: usize) -> 
     })?;
     let max = (limit as u64).saturating_mul(SLOW_LOG_BYTES_PER_ENTRY).clamp(SLOW_LOG_MIN_BYTES, SLOW_LOG_MAX_BYTES);
     let text = read_tail_bounded(path, max, req.timeout).await?;
-    let entries: Vec<SlowQueryView> = parse_slow_log(&text).into_iter().rev().take(limit).collect();
-    to_json(entries)
+    Ok(parse_slow_log(&text).into_iter().rev().take(limit).collect())
 }
 
 // ---- tables ------------------------------------------------------------------------------------
-
-/// One table of a user schema.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TableView {
-    pub table_schema: String,
-    pub table_name: String,
-    pub engine: String,
-    /// Estimated by the engine.
-    pub table_rows: u64,
-    pub data_length: u64,
-    pub index_length: u64,
-}
 
 pub(crate) fn table_from_row(r: &[Option<String>]) -> TableView {
     let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
@@ -1040,10 +931,11 @@ mod sandbox_tests {
         cred: &Credential,
         limit: usize,
         cache: &StatusCache,
-    ) -> Result<Value, InfoError> {
+    ) -> Result<serde_json::Value, InfoError> {
         let name = addr.to_string();
         let req = InfoRequest { addr, cred, timeout: Duration::from_secs(5), limit, server_name: &name };
-        read_info(kind, &req, cache).await
+        // The assertions read the JSON the API sends.
+        read_info(kind, &req, cache).await.map(|v| serde_json::to_value(v).unwrap())
     }
 
     /// Every kind against a real server with a table and a few rows.

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use replication_manager_api::wire::{AlertsView, ClusterView, CrashView, GroupView, MonitorView, ServerView};
+use replication_manager_api::wire::{
+    AlertsView, ClusterView, CrashView, GroupView, JobView, MasterView, MonitorConfigView, MonitorView, ServerInfoView,
+    ServerView, SettingsView,
+};
 use replication_manager_api::{
     acl, Action, ActionError, ActionResult, ApiState, AuthUser, Backend, Health, HealthCheck, LeaderRoute, LoginLimiter, Lookup,
-    ServerInfo,
-    ServerRef, TokenKeys,
+    Requester, ServerInfo, ServerRef, TokenKeys,
 };
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::{Config, HostPort};
@@ -159,7 +160,7 @@ impl Backend for NodeBackend {
         let mut acl_source = String::new();
         for (name, c) in &self.clusters {
             let st = c.read();
-            confs.insert(name.clone(), st.config.masked_json());
+            confs.insert(name.clone(), views::settings_view(&st.config));
             if acl_source.is_empty() {
                 acl_source = st.config.api_acl_allow.clone();
             }
@@ -168,9 +169,6 @@ impl Backend for NodeBackend {
                 logs.push(&e.group, e.level, "cluster", e.text.as_str());
             }
         }
-        let service_acl: Vec<Value> =
-            acl::GRANTS.iter().map(|g| json!({"grant": g, "enable": false})).collect();
-        let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
         MonitorView {
             version: env!("CARGO_PKG_VERSION").to_string(),
             full_version: format!("{} (rust)", env!("CARGO_PKG_VERSION")),
@@ -185,27 +183,31 @@ impl Backend for NodeBackend {
             spit_brain: group.split_brain,
             clusters: self.cluster_names(),
             tests: crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect(),
-            config: json!({
-                "httpBindAddress": self.config.server.http_bind_address,
-                "httpPort": self.config.server.http_port,
-                "apiBind": self.config.server.api_bind,
-                "apiPort": self.config.server.api_port,
-                "monitoringDatadir": self.config.server.datadir.display().to_string(),
-                "logLevel": self.config.server.log_level,
-                "apiCredentials": "*:*",
-            }),
+            config: MonitorConfigView {
+                api_bind: self.config.server.api_bind.clone(),
+                api_credentials: "*:*".to_string(),
+                api_port: self.config.server.api_port,
+                http_bind_address: self.config.server.http_bind_address.clone(),
+                http_port: self.config.server.http_port,
+                log_level: self.config.server.log_level.clone(),
+                monitoring_datadir: self.config.server.datadir.display().to_string(),
+            },
             logs: views::http_log(&logs),
             service_plans: None,
-            service_orchestrators: vec![json!({"id": 1, "name": "local", "available": crate::actions::orchestrator::available(), "label": "Local"})],
-            service_acl,
+            service_orchestrators: vec![views::local_orchestrator(crate::actions::orchestrator::available())],
+            service_acl: views::service_acl(),
             service_repos: Vec::new(),
             service_tarballs: Vec::new(),
-            service_fs: bools(&["aufs", "ext4", "nfs", "xfs", "zfs"]),
-            service_vm: bools(&["docker", "kvm", "lxc", "oci", "package", "podman", "zone"]),
-            service_disk: json!({"directory": "directory", "loopback": "loopback", "physical": "physical", "pool": "pool", "volume": "volume"}),
-            service_pool: bools(&["lvm", "none", "zpool"]),
-            backup_logical_list: json!({"dumpling": false, "internal": false, "mydumper": false, "mysqldump": true}),
-            backup_physical_list: json!({"mariabackup": true, "xtrabackup": false}),
+            service_fs: views::none_of(views::FS_KINDS),
+            service_vm: views::none_of(views::VM_KINDS),
+            service_disk: views::disk_kinds(),
+            service_pool: views::none_of(views::POOL_KINDS),
+            // Logical backups use mariadb-dump (mysqldump), physical ones mariadb-backup.
+            backup_logical_list: [("dumpling", false), ("internal", false), ("mydumper", false), ("mysqldump", true)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            backup_physical_list: [("mariabackup", true), ("xtrabackup", false)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             confs,
         }
     }
@@ -269,7 +271,7 @@ impl Backend for NodeBackend {
         server: &str,
         info: ServerInfo,
         limit: usize,
-    ) -> impl std::future::Future<Output = Result<Value, ActionError>> + Send {
+    ) -> impl std::future::Future<Output = Result<ServerInfoView, ActionError>> + Send {
         let target = match self.cluster_state(cluster) {
             None => Err(ActionError::new(500, "No cluster")),
             Some(c) => {
@@ -297,8 +299,8 @@ impl Backend for NodeBackend {
         }
     }
 
-    fn settings(&self, cluster: &str) -> Option<Value> {
-        Some(self.cluster_state(cluster)?.read().config.masked_json())
+    fn settings(&self, cluster: &str) -> Option<SettingsView> {
+        Some(views::settings_view(&self.cluster_state(cluster)?.read().config))
     }
 
     fn tests(&self, cluster: &str) -> Option<Vec<String>> {
@@ -306,18 +308,18 @@ impl Backend for NodeBackend {
         Some(crate::actions::operations::TESTS.iter().map(|t| t.to_string()).collect())
     }
 
-    fn jobs(&self, cluster: &str) -> Option<Value> {
+    fn jobs(&self, cluster: &str) -> Option<Vec<JobView>> {
         self.cluster_state(cluster)?;
-        serde_json::to_value(self.jobs.list(cluster)).ok()
+        Some(self.jobs.list(cluster).iter().map(views::job_view).collect())
     }
 
-    fn master_view(&self, cluster: &str) -> Option<Value> {
+    fn master_view(&self, cluster: &str) -> Option<MasterView> {
         let st = self.cluster_state(cluster)?.read();
         let (master, state, fail_count) = match st.master {
             Some(m) => (st.servers[m].addr.to_string(), st.servers[m].state.to_string(), st.servers[m].fail_count),
             None => (String::new(), String::new(), 0),
         };
-        Some(json!({"role": self.group.role().as_str(), "master": master, "state": state, "failCount": fail_count}))
+        Some(MasterView { fail_count, master, role: self.group.role().as_str().to_string(), state })
     }
 
     fn node_id(&self) -> u64 {
@@ -332,9 +334,14 @@ impl Backend for NodeBackend {
         self.group.view()
     }
 
-    fn run_action(&self, cluster: &str, action: Action) -> impl std::future::Future<Output = ActionResult> + Send {
+    fn run_action(
+        &self,
+        cluster: &str,
+        action: Action,
+        requester: Requester,
+    ) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
-        let requester = replication_manager_api::router::current_requester();
+        let requester = requester.to_string();
         async move {
             // One action at a time per cluster is the monitor's rule (409 for a second one);
             // the action runs as its own task, so it ends even if this request goes away.

@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use replication_manager_api::acl;
 use replication_manager_api::wire::{
-    AlertView, AlertsView, ApiUserView, ClusterView, CrashView, DbVersionView, GtidView, HttpLog, LogEntryView,
-    MasterStatusView, NullInt64, NullString, ReplicationView, ServerView,
+    AlertView, AlertsView, ApiUserView, ClusterView, ConfiguratorView, CrashDetailsView, CrashView, DbVersionView,
+    GrantSwitchView, GtidView, HttpLog, JobResultView, JobView, LogEntryView, MasterStatusView, NullInt64, NullString,
+    OldestMasterFileView, OrchestratorView, ReplicationView, ServerView, SettingValue, SettingsView, StateMachineView,
+    WorkLoadView,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cluster::log::{format_timestamp, ClusterLog};
+use crate::config::ClusterConfig;
 use crate::db::gtid::GtidPos;
 use crate::actions::jobs::{Job, JobKind};
 use crate::cluster::state::{ClusterState, ServerRuntime};
@@ -172,6 +175,30 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
     v
 }
 
+/// The full evidence of a crash record, under its own names.
+fn crash_details(c: &crate::cluster::records::CrashRecord) -> CrashDetailsView {
+    CrashDetailsView {
+        domain: c.domain,
+        elected_io_gtid: c.elected_io_gtid.clone(),
+        elected_master: c.elected_master.clone(),
+        elected_semi_sync: c.elected_semi_sync,
+        gtids_at_risk: c.gtids_at_risk.clone(),
+        id: c.id.clone(),
+        new_master_gtid: c.new_master_gtid.clone(),
+        new_master_log_file: c.new_master_log_file.clone(),
+        new_master_log_pos: c.new_master_log_pos.clone(),
+        old_master: c.old_master.clone(),
+        old_master_gtid: c.old_master_gtid.clone(),
+        old_master_log_file: c.old_master_log_file.clone(),
+        old_master_log_pos: c.old_master_log_pos.clone(),
+        old_master_semi_sync: c.old_master_semi_sync,
+        semi_sync_cluster: c.semi_sync_cluster,
+        switchover: c.switchover,
+        trigger: c.trigger.clone(),
+        unix_timestamp: c.unix_timestamp,
+    }
+}
+
 /// A crash record with the Go project's field names, plus the full evidence under `Details`.
 pub fn crash_view(c: &crate::cluster::records::CrashRecord) -> CrashView {
     CrashView {
@@ -185,7 +212,7 @@ pub fn crash_view(c: &crate::cluster::records::CrashRecord) -> CrashView {
         elected_master_url: c.elected_master.clone(),
         unix_timestamp: c.unix_timestamp,
         switchover: c.switchover,
-        details: serde_json::to_value(c).unwrap_or(Value::Null),
+        details: crash_details(c),
     }
 }
 
@@ -231,13 +258,87 @@ pub fn api_users(st: &ClusterState) -> BTreeMap<String, ApiUserView> {
 }
 
 /// The latest job of each kind: its state (`running`, `done`, `failed`), id and server.
-fn job_results(jobs: &[Job]) -> Value {
-    let mut out = serde_json::Map::new();
+fn job_results(jobs: &[Job]) -> BTreeMap<String, JobResultView> {
+    let mut out = BTreeMap::new();
     for j in jobs {
         // Newest first: the first of a kind is its latest.
-        out.entry(j.kind.as_str().to_string()).or_insert_with(|| json!({"state": j.state, "id": j.id, "server": j.server}));
+        out.entry(j.kind.as_str().to_string()).or_insert_with(|| JobResultView {
+            id: j.id.clone(),
+            server: j.server.clone(),
+            state: j.state.clone(),
+        });
     }
-    Value::Object(out)
+    out
+}
+
+/// A job as the API lists it.
+pub fn job_view(j: &Job) -> JobView {
+    JobView {
+        cluster: j.cluster.clone(),
+        ended_at: j.ended_at,
+        error: j.error.clone(),
+        gtid: j.gtid.clone(),
+        id: j.id.clone(),
+        kind: j.kind.as_str().to_string(),
+        location: j.location.clone(),
+        server: j.server.clone(),
+        size_bytes: j.size_bytes,
+        started_at: j.started_at,
+        state: j.state.clone(),
+    }
+}
+
+/// A configuration value (TOML turned JSON) as a setting value.
+fn setting_value(v: &Value) -> SettingValue {
+    match v {
+        Value::Null => SettingValue::Null,
+        Value::Bool(b) => SettingValue::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => SettingValue::Integer(i),
+            (None, Some(u), _) => SettingValue::Unsigned(u),
+            (None, None, Some(f)) => SettingValue::Float(f),
+            (None, None, None) => SettingValue::Null,
+        },
+        Value::String(s) => SettingValue::Text(s.clone()),
+        Value::Array(a) => SettingValue::List(a.iter().map(setting_value).collect()),
+        Value::Object(o) => SettingValue::Table(o.iter().map(|(k, v)| (k.clone(), setting_value(v))).collect()),
+    }
+}
+
+/// The settings of a cluster as the API shows them: lowerCamel keys, secrets masked.
+pub fn settings_view(config: &ClusterConfig) -> SettingsView {
+    match config.masked_json() {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), setting_value(v))).collect(),
+        _ => SettingsView::new(),
+    }
+}
+
+/// `{name: false}` for each name: the Go project's tables of supported service kinds, none
+/// of which this manager uses.
+pub fn none_of(names: &[&str]) -> BTreeMap<String, bool> {
+    names.iter().map(|k| (k.to_string(), false)).collect()
+}
+
+/// File systems of the Go project's services (none used here).
+pub const FS_KINDS: &[&str] = &["aufs", "ext4", "nfs", "xfs", "zfs"];
+/// Virtualizations of the Go project's services (none used here).
+pub const VM_KINDS: &[&str] = &["docker", "kvm", "lxc", "oci", "package", "podman", "zone"];
+/// Storage pools of the Go project's services (none used here).
+pub const POOL_KINDS: &[&str] = &["lvm", "none", "zpool"];
+
+/// Disk kinds of the Go project, each named by itself.
+pub fn disk_kinds() -> BTreeMap<String, String> {
+    ["directory", "loopback", "physical", "pool", "volume"].iter().map(|k| (k.to_string(), k.to_string())).collect()
+}
+
+/// The only orchestrator: commands run on the manager host.
+pub fn local_orchestrator(available: bool) -> OrchestratorView {
+    OrchestratorView { available, id: 1, label: "Local".to_string(), name: "local".to_string() }
+}
+
+/// Every grant, switched off (`serviceAcl`).
+pub fn service_acl() -> Vec<GrantSwitchView> {
+    acl::GRANTS.iter().map(|g| GrantSwitchView { enable: false, grant: g.to_string() }).collect()
 }
 
 /// Status shared by the manager group ("A"/"S" and split-brain flags).
@@ -249,12 +350,10 @@ pub struct GroupStatus {
     pub lost_majority: bool,
 }
 
-/// The cluster object.
 /// The cluster object. `jobs` are the cluster's jobs, newest first (they tell whether a valid
 /// backup exists, and the latest result of each kind).
 pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jobs: &[Job]) -> ClusterView {
     let all_down = !st.servers.is_empty() && st.servers.iter().all(|s| s.state.is_down());
-    let bools = |keys: &[&str]| -> Value { keys.iter().map(|k| (k.to_string(), Value::Bool(false))).collect() };
     ClusterView {
         name: st.config.name.clone(),
         tenant: "interne".to_string(),
@@ -288,33 +387,33 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jo
         is_capturing: false,
         is_git_pull: false,
         is_alert_disable: false,
-        config: st.config.masked_json(),
+        config: settings_view(&st.config),
         clean_replication: st.problems.is_empty(),
         topology: st.topology_kind.to_string(),
         uptime: st.sla.percents().0,
         uptime_failable: st.sla.percents().1,
         uptime_semisync: st.sla.percents().2,
         monitor_spin: st.tick,
-        work_load: json!({
-            "dbTableSize": 0, "dbIndexSize": 0,
-            "connections": st.servers.iter().filter_map(|s| s.snapshot.as_ref()).map(|s| s.threads_connected).sum::<u64>(),
-            "qps": st.qps.round() as u64, "cpuThreadPool": 0, "cpuUserStats": 0, "BusyTime": ""
-        }),
+        work_load: WorkLoadView {
+            connections: st.servers.iter().filter_map(|s| s.snapshot.as_ref()).map(|s| s.threads_connected).sum::<u64>(),
+            qps: st.qps.round() as u64,
+            ..WorkLoadView::default()
+        },
         log: http_log(&st.log),
         job_results: job_results(jobs),
         sql_general_log: HttpLog::default(),
         sql_error_log: HttpLog::default(),
         monitor_type: st.servers.iter().map(|s| (s.id.clone(), "database".to_string())).collect(),
         topology_type: BTreeMap::new(),
-        fs_type: bools(&["aufs", "ext4", "nfs", "xfs", "zfs"]),
-        disk_type: json!({"directory": "directory", "loopback": "loopback", "physical": "physical", "pool": "pool", "volume": "volume"}),
-        vm_type: bools(&["docker", "kvm", "lxc", "oci", "package", "podman", "zone"]),
+        fs_type: none_of(FS_KINDS),
+        disk_type: disk_kinds(),
+        vm_type: none_of(VM_KINDS),
         agents: None,
-        state_machine: json!({
-            "discovered": st.discovered_at_tick.is_some(),
-            "inFailover": st.in_failover,
-            "inSchemaMonitor": false
-        }),
+        state_machine: StateMachineView {
+            discovered: st.discovered_at_tick.is_some(),
+            in_failover: st.in_failover,
+            in_schema_monitor: false,
+        },
         have_db_tls_cert: false,
         have_db_tls_old_cert: false,
         sla_history: None,
@@ -322,13 +421,13 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jo
         waiting_rejoin: 0,
         waiting_switchover: 0,
         waiting_failover: 0,
-        configurator: json!({"configTags": [], "configPrxTags": [], "dbServersTags": [], "proxyServersTags": []}),
+        configurator: ConfiguratorView::default(),
         diff_variables: None,
         can_init_nodes: false,
         can_connect_vault: false,
         sst_available_ports: BTreeMap::new(),
         last_delay_stat_print: String::new(),
-        slaves_oldest_master_file: json!({"Prefix": "", "Suffix": 0, "OldestTimestamp": ""}),
+        slaves_oldest_master_file: OldestMasterFileView::default(),
         slaves_connected: st
             .master
             .and_then(|m| st.servers[m].snapshot.as_ref())
@@ -348,5 +447,75 @@ mod tests {
         assert_eq!((v.major, v.minor, v.release), (10, 11, 19));
         assert_eq!(v.suffix, "MariaDB-0+deb12u1");
         assert_eq!(v.flavor, "MariaDB");
+    }
+
+    #[test]
+    fn crash_details_carry_every_field_of_the_record() {
+        let c = crate::cluster::records::CrashRecord {
+            id: "switchover-1-ab".into(),
+            old_master: "h1:3306".into(),
+            old_master_gtid: "0-1-10".into(),
+            old_master_log_file: "bin.000002".into(),
+            old_master_log_pos: "1234".into(),
+            elected_master: "h2:3306".into(),
+            elected_io_gtid: "0-1-9".into(),
+            new_master_gtid: "0-2-11".into(),
+            new_master_log_file: "bin.000007".into(),
+            new_master_log_pos: "456".into(),
+            old_master_semi_sync: true,
+            elected_semi_sync: true,
+            gtids_at_risk: vec!["0-1-10".into()],
+            domain: 3,
+            unix_timestamp: 1_796_000_000,
+            switchover: true,
+            trigger: "API switchover by admin".into(),
+            semi_sync_cluster: true,
+        };
+        // `Details` is the record itself, byte for byte (a field added to the record fails here).
+        let record = serde_json::to_string(&c).unwrap();
+        let details = serde_json::to_string(&crash_view(&c).details).unwrap();
+        assert_eq!(details, serde_json::to_string(&serde_json::to_value(&c).unwrap()).unwrap());
+        assert_eq!(serde_json::from_str::<Value>(&details).unwrap(), serde_json::from_str::<Value>(&record).unwrap());
+    }
+
+    #[test]
+    fn job_view_is_the_job_as_listed_before() {
+        let mut j = Job {
+            id: "20261205-023730-backup-logical-d775".into(),
+            cluster: "c1".into(),
+            server: "h1:3306".into(),
+            kind: JobKind::BackupLogical,
+            state: "done".into(),
+            started_at: 1,
+            ended_at: Some(2),
+            size_bytes: 3,
+            location: "/d/dump.sql".into(),
+            error: None,
+            gtid: Some("0-1-4".into()),
+        };
+        let same = |j: &Job| {
+            let old = serde_json::to_string(&serde_json::to_value(j).unwrap()).unwrap();
+            assert_eq!(serde_json::to_string(&job_view(j)).unwrap(), old);
+        };
+        same(&j);
+        j.kind = JobKind::BackupSlowQueryLog;
+        j.ended_at = None;
+        j.error = Some("interrupted".into());
+        j.gtid = None;
+        same(&j);
+    }
+
+    #[test]
+    fn settings_view_is_the_masked_configuration() {
+        let text = "[Default]\ndb-servers-hosts = \"h1:3306\"\ndb-servers-credential = \"u:p\"\nmonitoring-ticker = 0.5\n\
+                    failover-limit = 3\nautorejoin = false\nsome-list = [1, \"a\", 2.5]\nsome-table = { x = 1 }\n";
+        let cfg = crate::config::Config::from_toml_str(text, std::path::Path::new("t.toml"), &[]).unwrap();
+        let c = &cfg.clusters[0];
+        let view = settings_view(c);
+        assert_eq!(serde_json::to_string(&view).unwrap(), serde_json::to_string(&c.masked_json()).unwrap());
+        assert_eq!(view["dbServersCredential"], SettingValue::Text("*:*".into()));
+        assert_eq!(view["monitoringTicker"], SettingValue::Float(0.5));
+        assert_eq!(view["failoverLimit"], SettingValue::Integer(3));
+        assert_eq!(view["autorejoin"], SettingValue::Bool(false));
     }
 }
