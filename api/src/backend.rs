@@ -159,6 +159,9 @@ pub struct Requester {
     pub user: String,
     /// The forwarding node's id (the `x-replication-manager-forwarded-by` header).
     pub via_node: Option<u64>,
+    /// The client's `Idempotency-Key` header: the same key runs the operation at most once,
+    /// and a retry gets the first outcome (kept when the request is forwarded).
+    pub idempotency_key: Option<String>,
 }
 
 impl std::fmt::Display for Requester {
@@ -249,7 +252,7 @@ mod tests {
 
     #[test]
     fn requester_text() {
-        assert_eq!(Requester { user: "admin".to_string(), via_node: None }.to_string(), "admin");
-        assert_eq!(Requester { user: "admin".to_string(), via_node: Some(2) }.to_string(), "admin via node 2");
+        assert_eq!(Requester { user: "admin".to_string(), via_node: None, idempotency_key: None }.to_string(), "admin");
+        assert_eq!(Requester { user: "admin".to_string(), via_node: Some(2), idempotency_key: Some("k".to_string()) }.to_string(), "admin via node 2");
     }
 }

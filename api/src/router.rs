@@ -32,6 +32,8 @@ pub struct ApiState<B> {
 
 /// Header naming the node that ran a mutating request.
 pub const SERVED_BY: &str = "x-replication-manager-served-by";
+/// Header a client names its mutating request with, so that a retry runs it at most once.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Header naming the node that forwarded a mutating request to the leader.
 pub const FORWARDED_BY: &str = "x-replication-manager-forwarded-by";
 /// How long a forwarded action may take (a switchover waits for replicas; a reseed dumps data).
@@ -73,7 +75,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Requester {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Requester, Self::Rejection> {
         let user = parts.extensions.get::<TokenUser>().map(|u| u.0.clone()).unwrap_or_default();
         let via_node = parts.headers.get(FORWARDED_BY).and_then(|v| v.to_str().ok()).and_then(|n| n.trim().parse::<u64>().ok());
-        Ok(Requester { user, via_node })
+        let idempotency_key = parts.headers.get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(|k| k.trim().to_string());
+        Ok(Requester { user, via_node, idempotency_key })
     }
 }
 
@@ -426,7 +429,7 @@ async fn forward<B: Backend>(st: &ApiState<B>, req: Request, leader: u64, http_a
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     };
     let mut out = st.forwarder.request(method, &url).header(FORWARDED_BY, st.backend.node_id().to_string()).body(body.to_vec());
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static(IDEMPOTENCY_KEY)] {
         if let Some(v) = parts.headers.get(&name).and_then(|v| v.to_str().ok()) {
             out = out.header(name.as_str(), v);
         }

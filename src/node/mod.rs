@@ -341,12 +341,13 @@ impl Backend for NodeBackend {
         requester: Requester,
     ) -> impl std::future::Future<Output = ActionResult> + Send {
         let tx = self.commands.get(cluster).cloned();
+        let key = requester.idempotency_key.clone();
         let requester = requester.to_string();
         async move {
             // One action at a time per cluster is the monitor's rule (409 for a second one);
             // the action runs as its own task, so it ends even if this request goes away.
             let Some(tx) = tx else { return Err(ActionError::new(500, "No Cluster")) };
-            monitor::request(&tx, action, requester, None).await.map_err(http_error)
+            monitor::request(&tx, action, requester, key).await.map_err(http_error)
         }
     }
 }
