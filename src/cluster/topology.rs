@@ -348,10 +348,7 @@ pub fn discover(obs: &[Observation<'_>], previous_master: Option<usize>, rules: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::gtid::GtidPos;
     use crate::db::probe::ReplicationStatus;
-    use crate::db::sql::Flavor;
-    use std::time::{Duration, SystemTime};
 
     fn hp(port: u16) -> HostPort {
         HostPort { host: "127.0.0.1".into(), port }
@@ -359,30 +356,13 @@ mod tests {
 
     fn snap(read_only: bool, source: Option<(u16, &str, &str)>) -> ServerSnapshot {
         ServerSnapshot {
-            flavor: Flavor::MariaDB,
-            version: "10.11".into(),
-            hostname: "h".into(),
-            server_id: 1,
             read_only,
-            gtid_binlog_pos: GtidPos::default(),
-            gtid_current_pos: GtidPos::default(),
-            gtid_slave_pos: GtidPos::default(),
-            gtid_executed: String::new(),
-            gtid_domain_id: 0,
-            gtid_strict_mode: true,
-            log_bin: true,
-            log_slave_updates: true,
-            binlog_format: "ROW".into(),
             // A careful master: semi-sync on, in sync, a timeout that never falls back.
             semi_sync_master_enabled: !read_only,
             semi_sync_slave_enabled: true,
             semi_sync_master_status: !read_only,
-            semi_sync_master_clients: 0,
-            semi_sync_slave_status: false,
-            slave_received_heartbeats: 0,
-            threads_connected: 1,
-            queries: 0,
-            uptime: 10,
+            semi_sync_timeout_ms: SAFE_SEMI_SYNC_TIMEOUT_MS,
+            semi_sync_wait_point: "AFTER_SYNC".into(),
             replications: source
                 .map(|(port, io, sql)| {
                     vec![ReplicationStatus {
@@ -395,13 +375,7 @@ mod tests {
                     }]
                 })
                 .unwrap_or_default(),
-            master_status: None,
-            binlog_dump_threads: 0,
-            binlog_stalled: false,
-            semi_sync_timeout_ms: SAFE_SEMI_SYNC_TIMEOUT_MS,
-            semi_sync_wait_point: "AFTER_SYNC".into(),
-            taken_at: SystemTime::now(),
-            latency: Duration::ZERO,
+            ..ServerSnapshot::for_tests()
         }
     }
 

@@ -134,6 +134,47 @@ pub struct ServerSnapshot {
     pub latency: Duration,
 }
 
+#[cfg(test)]
+impl ServerSnapshot {
+    /// A read-only MariaDB server with empty positions, no replication and semi-sync off, for
+    /// unit tests to adjust.
+    pub fn for_tests() -> ServerSnapshot {
+        ServerSnapshot {
+            flavor: Flavor::MariaDB,
+            version: "10.11.19-MariaDB".into(),
+            hostname: "h".into(),
+            server_id: 1,
+            read_only: true,
+            gtid_binlog_pos: GtidPos::default(),
+            gtid_current_pos: GtidPos::default(),
+            gtid_slave_pos: GtidPos::default(),
+            gtid_executed: String::new(),
+            gtid_domain_id: 0,
+            gtid_strict_mode: true,
+            log_bin: true,
+            log_slave_updates: true,
+            binlog_format: "ROW".into(),
+            semi_sync_master_enabled: false,
+            semi_sync_slave_enabled: false,
+            semi_sync_master_status: false,
+            semi_sync_master_clients: 0,
+            semi_sync_slave_status: false,
+            slave_received_heartbeats: 0,
+            threads_connected: 1,
+            queries: 0,
+            uptime: 100,
+            replications: Vec::new(),
+            master_status: None,
+            binlog_dump_threads: 0,
+            binlog_stalled: false,
+            semi_sync_timeout_ms: 0,
+            semi_sync_wait_point: String::new(),
+            taken_at: SystemTime::now(),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
 impl ServerSnapshot {
     /// The replication connection the manager manages (`replication-source-name`).
     pub fn managed_replication(&self, source_name: &str) -> Option<&ReplicationStatus> {

@@ -393,7 +393,6 @@ pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
 
     use super::*;
     use crate::config::{Config, HostPort};
@@ -404,37 +403,10 @@ mod tests {
 
     fn snap(binlog: &str, slave_pos: &str) -> ServerSnapshot {
         ServerSnapshot {
-            flavor: Flavor::MariaDB,
-            version: "10.11.19-MariaDB".into(),
-            hostname: "h".into(),
-            server_id: 1,
-            read_only: true,
             gtid_binlog_pos: GtidPos::parse_lenient(binlog),
             gtid_current_pos: GtidPos::parse_lenient(binlog),
             gtid_slave_pos: GtidPos::parse_lenient(slave_pos),
-            gtid_executed: String::new(),
-            gtid_domain_id: 0,
-            gtid_strict_mode: true,
-            log_bin: true,
-            log_slave_updates: true,
-            binlog_format: "ROW".into(),
-            semi_sync_master_enabled: false,
-            semi_sync_slave_enabled: false,
-            semi_sync_master_status: false,
-            semi_sync_master_clients: 0,
-            semi_sync_slave_status: false,
-            slave_received_heartbeats: 0,
-            threads_connected: 1,
-            queries: 0,
-            uptime: 100,
-            replications: Vec::new(),
-            master_status: None,
-            binlog_dump_threads: 0,
-            binlog_stalled: false,
-            semi_sync_timeout_ms: 0,
-            semi_sync_wait_point: String::new(),
-            taken_at: SystemTime::now(),
-            latency: Duration::ZERO,
+            ..ServerSnapshot::for_tests()
         }
     }
 
@@ -496,7 +468,9 @@ mod tests {
             r.replications[0].seconds_behind_master = None;
             r
         };
-        let table: Vec<(&str, &str, Vec<Option<ServerSnapshot>>, Result<usize, &str>)> = vec![
+        /// (name, extra config keys, servers with server 0 the master, expected winner).
+        type Row<'a> = (&'a str, &'a str, Vec<Option<ServerSnapshot>>, Result<usize, &'a str>);
+        let table: Vec<Row<'_>> = vec![
             ("most advanced by received GTID", "", vec![master("0-1-20"), Some(replica("0-1-18", "0-1-18")), Some(replica("0-1-20", "0-1-17"))], Ok(2)),
             (
                 "multi-domain: the master's domain decides, not another domain's counter",
