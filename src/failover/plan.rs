@@ -60,6 +60,35 @@ pub struct FailoverPlan {
     pub steps: Vec<FailoverStep>,
 }
 
+/// One step of a switchover, in order. A failure before `Promote` is undone (old master
+/// writable again, candidate replicating again); from `Promote` on it only goes forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchoverStep {
+    /// Refuse (nothing changed) while a write runs longer than `switchover-wait-write-query`
+    /// or a transaction is open longer than `switchover-wait-trx` on the master.
+    CheckMaster,
+    /// Replicate the journal entry (`started`).
+    JournalStarted,
+    /// `read_only`, drain for `switchover-wait-kill`, kill the clients, take the global read
+    /// lock, read the master's final GTID position.
+    FenceAndLock,
+    /// The candidate reaches that position within `switchover-wait-catch`.
+    WaitCaughtUp,
+    /// Stop (undoable) and forget (forward only) the candidate's replication.
+    DetachCandidate,
+    /// Open the candidate for writes.
+    Promote { semi_sync: bool },
+    /// Replicate the journal entry (`promoted`) with the new master.
+    JournalPromoted,
+    /// The old master (lock released, still read-only) replicates from the new one.
+    DemoteOldMaster,
+    /// Point another replica at the new master, first waiting (bounded) for the old master's
+    /// final position when `wait_catch` (`switchover-slave-wait-catch`).
+    Repoint { server: usize, wait_catch: bool },
+    /// Record the switchover and close the journal (`done`).
+    Finish,
+}
+
 /// A switchover decided on a snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwitchoverPlan {
@@ -67,8 +96,7 @@ pub struct SwitchoverPlan {
     pub candidate: usize,
     pub domain: u32,
     pub skipped: Vec<(String, String)>,
-    /// The other replicas, repointed after the promotion.
-    pub repoint: Vec<usize>,
+    pub steps: Vec<SwitchoverStep>,
 }
 
 /// What to do with a returning old master.
@@ -364,7 +392,21 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
     };
     let election = planner::elect(&candidates(st, m, domain, requested), &rules, ElectionKind::Switchover, requested)?;
     let w = election.winner;
-    Ok(SwitchoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, repoint: repoint_targets(st, m, w) })
+    let semi_sync = st.servers[m].snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
+    let mut steps = vec![
+        SwitchoverStep::CheckMaster,
+        SwitchoverStep::JournalStarted,
+        SwitchoverStep::FenceAndLock,
+        SwitchoverStep::WaitCaughtUp,
+        SwitchoverStep::DetachCandidate,
+        SwitchoverStep::Promote { semi_sync },
+        SwitchoverStep::JournalPromoted,
+        SwitchoverStep::DemoteOldMaster,
+    ];
+    let wait_catch = cfg.switchover_slave_wait_catch;
+    steps.extend(repoint_targets(st, m, w).into_iter().map(|server| SwitchoverStep::Repoint { server, wait_catch }));
+    steps.push(SwitchoverStep::Finish);
+    Ok(SwitchoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, steps })
 }
 
 /// Decides how returning old master `i` rejoins, from its position and the crash record of the
@@ -603,7 +645,24 @@ mod tests {
         let st = cluster("", vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20")), Some(replica("0-1-20", "0-1-20"))]);
         let mut st = st;
         st.servers[0].state = ServerState::Master;
-        assert_eq!(plan_switchover(&st, Some(2)).map(|p| (p.candidate, p.repoint)), Ok((2, vec![1])));
+        let p = plan_switchover(&st, Some(2)).unwrap();
+        assert_eq!(p.candidate, 2);
+        use SwitchoverStep::*;
+        assert_eq!(
+            p.steps,
+            vec![
+                CheckMaster,
+                JournalStarted,
+                FenceAndLock,
+                WaitCaughtUp,
+                DetachCandidate,
+                Promote { semi_sync: false },
+                JournalPromoted,
+                DemoteOldMaster,
+                Repoint { server: 1, wait_catch: true },
+                Finish
+            ]
+        );
         assert_eq!(plan_switchover(&st, Some(0)).map_err(|e| e.code), Err("ERR00032"));
         st.servers[0].last_error = Some("down".into());
         assert_eq!(plan_switchover(&st, None).map_err(|e| e.reason), Err("Master failed".to_string()));

@@ -13,7 +13,8 @@ use crate::db::conn::AdminConn;
 use crate::db::sql::{self, Flavor};
 use crate::cluster::records::{OpKind, OpStatus};
 use crate::failover::executor::{now_unix, old_flavor, op_id, FailoverExecutor, InFailover};
-use crate::failover::plan;
+use crate::db::probe::ServerSnapshot;
+use crate::failover::plan::{self, SwitchoverStep};
 
 impl FailoverExecutor<'_> {
     /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
@@ -41,15 +42,15 @@ impl FailoverExecutor<'_> {
         let Some(old_snap) = old.snapshot.clone() else { return Err(FailoverError::new(ErrorKind::BadRequest, "Master failed")) };
         let cand = st.servers[w].clone();
         let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
-
-        let mut oldc = self.admin(&cfg, &old.addr, old_snap.flavor).await?;
-        if let Err(e) = self.switchover_preconditions(&cfg, &mut oldc, &old.addr).await {
-            oldc.close().await;
-            self.log(Level::Error, &e.message);
-            return Err(e);
+        for (name, why) in &plan.skipped {
+            self.log(Level::Info, &format!("Election: {name} passed over: {why}"));
         }
-        let _busy = InFailover::enter(self.shared)?;
-        self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+
+        // The old master's session holds the global read lock from FenceAndLock to
+        // DemoteOldMaster: lock and unlock run on it.
+        let mut oldc = self.admin(&cfg, &old.addr, old_snap.flavor).await?;
+        let mut candc: Option<AdminConn> = None;
+        let mut busy = None;
         let mut record = CrashRecord {
             id: op_id("switchover"),
             old_master: old.addr.to_string(),
@@ -64,96 +65,129 @@ impl FailoverExecutor<'_> {
             ..Default::default()
         };
         let mut journal = self.new_journal(OpKind::Switchover, trigger, &old.addr, &cand.addr, record.clone());
-        self.journal(&journal).await?;
-
-        // 1. Fence the old master: no new write is accepted from here on.
-        self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await?;
-        let fenced = self.fence_and_read_position(&cfg, &mut oldc).await;
-        let pos = match fenced {
-            Ok(pos) => pos,
-            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await),
-        };
-        self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
-
-        // 2. Candidate catches up, then is promoted.
-        let mut candc = match self.admin(&cfg, &cand.addr, cand_flavor).await {
-            Ok(c) => c,
-            Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into(), &mut journal).await),
-        };
-        let catchup = cfg.switchover_wait_catch;
-        let wait = sql::master_gtid_wait(&pos, catchup.as_secs());
-        match candc.value(&wait, catchup + Duration::from_secs(5)).await {
-            Ok(Some(v)) if v == "0" => {}
-            Ok(v) => {
-                let e = FailoverError::new(ErrorKind::Failed, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr));
-                return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
-            }
-            Err(e) => return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e.into(), &mut journal).await),
-        }
-        if let Err(e) = self.mutate(&mut candc, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await {
-            return Err(self.undo_switchover(oldc, Some(candc), &old.addr, e, &mut journal).await);
-        }
-        // Past this point the candidate forgets its source: forward only.
-        self.mutate(&mut candc, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
-        candc.close().await;
-        record.old_master_gtid = pos.clone();
-        record.elected_io_gtid = pos.clone();
-        self.promote(&cfg, w, old_snap.semi_sync_master_enabled, &mut record).await?;
-        journal.status = OpStatus::Promoted;
-        journal.evidence = record.clone();
-        self.journal_with(&journal, |st| st.intent = Some(cand.addr.clone())).await?;
-
-        // 3. The old master becomes a replica of the new one.
-        let cm = Self::change_master_sql(&cfg, &cand.addr);
-        let demote = async {
-            // read_only stays on: releasing the lock lets no application write in, and
-            // replication statements cannot run while this session holds it.
-            self.mutate(&mut oldc, "release lock", sql::UNLOCK_TABLES).await?;
-            if old_snap.semi_sync_master_enabled {
-                self.mutate(&mut oldc, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
-            }
-            self.mutate(&mut oldc, "stop replication", &sql::stop_slave(&cfg.replication_source_name)).await?;
-            self.mutate(&mut oldc, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
-            self.mutate(&mut oldc, "change master", &sql::change_master(old_snap.flavor, &cm)).await?;
-            self.mutate(&mut oldc, "start replication", &sql::start_slave(&cfg.replication_source_name)).await
-        };
-        let demoted = demote.await;
-        oldc.close().await;
-        match &demoted {
-            Ok(()) => self.log(Level::Info, &format!("Old master {} now replicates from {}", old.addr, cand.addr)),
-            Err(e) => self.log(Level::Error, &format!("Old master {} could not be demoted: {}", old.addr, e.message)),
-        }
-
-        // 4. The other replicas follow.
-        for &i in &plan.repoint {
-            let s = &st.servers[i];
-            if cfg.switchover_slave_wait_catch {
-                if let Ok(mut c) = self.admin(&cfg, &s.addr, old_flavor(s)).await {
-                    let wait = sql::master_gtid_wait(&pos, cfg.switchover_wait_catch.as_secs());
-                    if c.value(&wait, cfg.switchover_wait_catch + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
-                        self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));
+        let mut pos = String::new();
+        let mut demoted: Result<(), FailoverError> = Ok(());
+        for step in &plan.steps {
+            tracing::debug!(op = %record.id, ?step, "switchover step");
+            match step {
+                SwitchoverStep::CheckMaster => {
+                    if let Err(e) = self.switchover_preconditions(&cfg, &mut oldc, &old.addr).await {
+                        oldc.close().await;
+                        self.log(Level::Error, &e.message);
+                        return Err(e);
                     }
+                    busy = Some(InFailover::enter(self.shared)?);
+                    self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+                }
+                SwitchoverStep::JournalStarted => self.journal(&journal).await?,
+                SwitchoverStep::FenceAndLock => {
+                    // No new write is accepted from here on.
+                    let fenced = match self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await {
+                        Ok(()) => self.fence_and_read_position(&cfg, &mut oldc).await,
+                        Err(e) => Err(e),
+                    };
+                    match fenced {
+                        Ok(p) => pos = p,
+                        Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await),
+                    }
+                    self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
+                }
+                SwitchoverStep::WaitCaughtUp => {
+                    let mut c = match self.admin(&cfg, &cand.addr, cand_flavor).await {
+                        Ok(c) => c,
+                        Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e.into(), &mut journal).await),
+                    };
+                    let catchup = cfg.switchover_wait_catch;
+                    let wait = sql::master_gtid_wait(&pos, catchup.as_secs());
+                    let reached = match c.value(&wait, catchup + Duration::from_secs(5)).await {
+                        Ok(Some(v)) if v == "0" => Ok(()),
+                        Ok(v) => Err(FailoverError::new(ErrorKind::Failed, format!("{} did not reach {pos} within {catchup:?} ({v:?})", cand.addr))),
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = reached {
+                        return Err(self.undo_switchover(oldc, Some(c), &old.addr, e, &mut journal).await);
+                    }
+                    candc = Some(c);
+                }
+                SwitchoverStep::DetachCandidate => {
+                    let Some(mut c) = candc.take() else {
+                        let e = FailoverError::new(ErrorKind::Failed, "switchover plan: DetachCandidate before WaitCaughtUp");
+                        return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await);
+                    };
+                    if let Err(e) = self.mutate(&mut c, "stop replication on candidate", &sql::stop_slave(&cfg.replication_source_name)).await {
+                        return Err(self.undo_switchover(oldc, Some(c), &old.addr, e, &mut journal).await);
+                    }
+                    // Past this point the candidate forgets its source: forward only.
+                    let reset = self.mutate(&mut c, "reset replication on candidate", &sql::reset_slave_all(&cfg.replication_source_name)).await;
                     c.close().await;
+                    reset?;
+                    record.old_master_gtid = pos.clone();
+                    record.elected_io_gtid = pos.clone();
+                }
+                SwitchoverStep::Promote { semi_sync } => self.promote(&cfg, w, *semi_sync, &mut record).await?,
+                SwitchoverStep::JournalPromoted => {
+                    journal.status = OpStatus::Promoted;
+                    journal.evidence = record.clone();
+                    self.journal_with(&journal, |st| st.intent = Some(cand.addr.clone())).await?;
+                }
+                SwitchoverStep::DemoteOldMaster => {
+                    demoted = self.demote_old_master(&cfg, &mut oldc, &old_snap, &cand.addr).await;
+                    match &demoted {
+                        Ok(()) => self.log(Level::Info, &format!("Old master {} now replicates from {}", old.addr, cand.addr)),
+                        Err(e) => self.log(Level::Error, &format!("Old master {} could not be demoted: {}", old.addr, e.message)),
+                    }
+                }
+                SwitchoverStep::Repoint { server, wait_catch } => {
+                    let s = &st.servers[*server];
+                    if *wait_catch {
+                        if let Ok(mut c) = self.admin(&cfg, &s.addr, old_flavor(s)).await {
+                            let wait = sql::master_gtid_wait(&pos, cfg.switchover_wait_catch.as_secs());
+                            if c.value(&wait, cfg.switchover_wait_catch + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
+                                self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));
+                            }
+                            c.close().await;
+                        }
+                    }
+                    // Failures are logged by repoint_server; the next ticks show the replica's state.
+                    let _ = self.repoint_server(&cfg, *server, &cand.addr).await;
+                }
+                SwitchoverStep::Finish => {
+                    journal.status = OpStatus::Done;
+                    journal.evidence = record.clone();
+                    let done = record.clone();
+                    self.journal_with(&journal, |st| {
+                        st.crashes.push(done);
+                        let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
+                        st.crashes.drain(..excess);
+                        st.master = Some(w);
+                        st.servers[w].state = ServerState::Master;
+                    })
+                    .await?;
+                    self.log(Level::Warn, &format!("Master switch on {} complete (switchover)", cand.addr));
                 }
             }
-            // Failures are logged by repoint_server; the next ticks show the replica's state.
-            let _ = self.repoint_server(&cfg, i, &cand.addr).await;
         }
-
-        journal.status = OpStatus::Done;
-        journal.evidence = record.clone();
-        self.journal_with(&journal, |st| {
-            st.crashes.push(record);
-            let excess = st.crashes.len().saturating_sub(CRASHES_KEPT);
-            st.crashes.drain(..excess);
-            st.master = Some(w);
-            st.servers[w].state = ServerState::Master;
-        })
-        .await?;
-        self.log(Level::Warn, &format!("Master switch on {} complete (switchover)", cand.addr));
+        oldc.close().await;
+        drop(busy);
         demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
             FailoverError::new(ErrorKind::Failed, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
         })
+    }
+
+    /// The old master replicates from `new`: its global read lock released (read_only stays
+    /// on, so no application write gets in), semi-sync master off, position from its own
+    /// binary log.
+    async fn demote_old_master(&self, cfg: &ClusterConfig, oldc: &mut AdminConn, old_snap: &ServerSnapshot, new: &HostPort) -> Result<(), FailoverError> {
+        let cm = Self::change_master_sql(cfg, new);
+        // Replication statements cannot run while this session holds the lock.
+        self.mutate(oldc, "release lock", sql::UNLOCK_TABLES).await?;
+        if old_snap.semi_sync_master_enabled {
+            self.mutate(oldc, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
+        }
+        self.mutate(oldc, "stop replication", &sql::stop_slave(&cfg.replication_source_name)).await?;
+        self.mutate(oldc, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+        self.mutate(oldc, "change master", &sql::change_master(old_snap.flavor, &cm)).await?;
+        self.mutate(oldc, "start replication", &sql::start_slave(&cfg.replication_source_name)).await
     }
 
     /// Refuses (409, the master untouched) while a write statement runs longer than
