@@ -467,6 +467,13 @@ mod tests {
         }
         let err = load(base, &[("raft-peers", "2=127.0.0.1:11002,3=127.0.0.1:11003")]).unwrap_err();
         assert!(err.to_string().contains("raft-node-id 1 is not listed"), "{err}");
+        // A group beyond loopback needs the shared secret.
+        let wide = [("raft-peers", "1=10.0.0.11:10101,2=10.0.0.12:10101,3=10.0.0.13:10101"), ("raft-bind-address", "10.0.0.11:10101")];
+        let err = load(base, &wide).unwrap_err();
+        assert!(err.to_string().contains("raft-secret") && err.to_string().contains("10.0.0.12:10101"), "{err}");
+        let mut with_secret = wide.to_vec();
+        with_secret.push(("raft-secret", "s3cret"));
+        assert!(load(base, &with_secret).is_ok());
     }
 
     #[test]

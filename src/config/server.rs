@@ -87,6 +87,13 @@ pub struct GroupSettings {
     pub secret: Option<String>,
 }
 
+/// True for an `ip:port` or `host:port` on the loopback interface.
+fn is_loopback_addr(addr: &str) -> bool {
+    let host = HostPort::parse(addr).map(|h| h.host).unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 fn parse_id_map(s: &Section<'_>, key: &str) -> Result<Vec<(u64, String)>, ConfigError> {
     let mut out: Vec<(u64, String)> = Vec::new();
     for item in s.str(key)?.split(',').map(str::trim).filter(|x| !x.is_empty()) {
@@ -163,6 +170,18 @@ impl GroupSettings {
             ));
         }
         let secret = Some(s.str("raft-secret")?).filter(|v| !v.is_empty());
+        // The replicated state (the API token signing key among it) must not be open to anyone
+        // who reaches a raft port: a group beyond this host needs the shared secret.
+        let off_host: Vec<&str> = peers.iter().map(|p| p.raft_addr.as_str()).chain([bind.as_str()]).filter(|a| !is_loopback_addr(a)).collect();
+        if secret.is_none() && !peers.is_empty() && !off_host.is_empty() {
+            return Err(s.invalid(
+                "raft-secret",
+                format!(
+                    "the manager group listens on or reaches {} beyond loopback without raft-secret: set raft-secret (the same on every node; the raft RPC is authenticated by it, not encrypted, so keep it on a private network)",
+                    off_host.join(", ")
+                ),
+            ));
+        }
         Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms, secret })
     }
 }
