@@ -217,7 +217,10 @@ impl ManagerGroup {
         }
     }
 
-    /// Hands leadership to a manager when this node is an arbitrator and was elected.
+    /// Hands leadership to a live manager when this node is an arbitrator and was elected:
+    /// the first manager (by id) whose API answers within a second; a dead one is never
+    /// chosen, and without a live manager the arbitrator keeps the lead (it never touches a
+    /// database).
     pub async fn hand_over_if_arbitrator(&self) {
         if self.role != NodeRole::Arbitrator {
             return;
@@ -226,11 +229,23 @@ impl ManagerGroup {
         if s.state != "Leader" {
             return;
         }
-        let target = s.members.iter().find(|(id, info)| *id != s.node_id && info.role == "manager").map(|(id, _)| *id);
-        if let Some(to) = target {
-            tracing::info!(to, "arbitrator elected leader: handing leadership to a manager");
-            if let Err(e) = self.raft.transfer_leader(to).await {
-                tracing::warn!(to, error = %e, "leadership transfer failed");
+        for (id, _) in s.members.iter().filter(|(id, info)| *id != s.node_id && info.role == "manager") {
+            let Some((addr, _)) = self.peers_http.get(id) else { continue };
+            let alive = self
+                .http
+                .get(format!("http://{addr}/api/status"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !alive {
+                tracing::info!(to = id, "arbitrator: manager does not answer, not handing leadership to it");
+                continue;
+            }
+            tracing::info!(to = id, "arbitrator elected leader: handing leadership to a live manager");
+            match self.raft.transfer_leader(*id).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(to = id, error = %e, "leadership transfer failed"),
             }
         }
     }
