@@ -40,6 +40,9 @@ pub struct GroupStatus {
     /// Non-leaders: milliseconds since the last append, heartbeat or snapshot accepted from a
     /// leader (`None`: never, since this process started).
     pub millis_since_leader_contact: Option<u64>,
+    /// Leader only: milliseconds since each follower last acknowledged a heartbeat (a
+    /// follower that never did is absent). A peer acknowledging now is alive for raft.
+    pub peer_ack_ms: std::collections::BTreeMap<NodeId, u64>,
     /// Index of the last entry applied to this node's state machine.
     pub last_applied: Option<u64>,
     /// The voters, with their addresses and roles.
@@ -85,6 +88,15 @@ pub(crate) fn compute(node_id: NodeId, m: &RaftMetrics, inputs: &StatusInputs) -
         lost_quorum,
         millis_since_quorum_ack: if is_leader { quorum_ack_age.map(millis) } else { None },
         millis_since_leader_contact: if is_leader { None } else { inputs.since_leader_contact.map(millis) },
+        peer_ack_ms: if is_leader {
+            m.heartbeat
+                .iter()
+                .flatten()
+                .filter_map(|(id, t)| t.as_ref().map(|t| (*id, millis(t.into_inner().elapsed()))))
+                .collect()
+        } else {
+            Default::default()
+        },
         last_applied: m.last_applied.map(|id| id.index()),
         members,
     }

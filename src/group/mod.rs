@@ -251,21 +251,37 @@ impl ManagerGroup {
     }
 
     /// Asks the other managers how they see `master` of `cluster`; returns (managers that
-    /// answered, managers that see it failed). Unreachable managers abstain.
+    /// vote, managers that see it failed). A manager that does not answer abstains only when
+    /// raft also sees it down (no heartbeat acknowledged within the leader contact timeout);
+    /// a manager alive for raft that stays silent (its API port cut, say) counts as "not
+    /// failed", so a leader cut from its peers' APIs never decides alone.
     pub async fn failed_votes(&self, cluster: &str, master: &str) -> (usize, usize) {
+        let status = self.raft.status();
+        let live_window = self.raft.config().leader_contact_timeout();
         let asks = self
             .peers_http
-            .values()
-            .filter(|(_, role)| *role == NodeRole::Manager)
-            .map(|(addr, _)| {
+            .iter()
+            .filter(|(_, (_, role))| *role == NodeRole::Manager)
+            .map(|(id, (addr, _))| {
                 let url = format!("http://{addr}/api/internal/clusters/{cluster}/master-view");
                 let client = self.http.clone();
+                let raft_alive = status.peer_ack_ms.get(id).is_some_and(|ms| u128::from(*ms) < live_window.as_millis());
+                let id = *id;
                 async move {
-                    let v: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
-                    if v["role"] == "arbitrator" {
-                        return None;
+                    let answer = async {
+                        let v: Value = client.get(&url).timeout(Duration::from_secs(1)).send().await.ok()?.json().await.ok()?;
+                        Some(v)
                     }
-                    Some(v["master"] == master && v["state"] == "Failed")
+                    .await;
+                    match answer {
+                        Some(v) if v["role"] == "arbitrator" => None,
+                        Some(v) => Some(v["master"] == master && v["state"] == "Failed"),
+                        None if raft_alive => {
+                            tracing::warn!(node = id, "manager alive for raft did not answer the failure vote: counted as not failed");
+                            Some(false)
+                        }
+                        None => None,
+                    }
                 }
             });
         let answers: Vec<Option<bool>> = futures::future::join_all(asks).await;
