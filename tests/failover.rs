@@ -713,6 +713,13 @@ async fn switchover_refused_while_a_transaction_is_open_too_long() {
     app.query_drop("COMMIT").await.expect("the open transaction still commits");
     assert!(ids_on(&lab.sb, 1).contains(&424242));
     assert!(lab.crashes().await.is_empty(), "a switchover was recorded");
+    // The accounts a read_only fence does not stop are named (root has every privilege).
+    assert!(
+        wait_until(Duration::from_secs(10), || async { lab.alerts().await.contains("WARN0112") }).await,
+        "no WARN0112: {}",
+        lab.alerts().await
+    );
+    assert!(lab.alerts().await.contains("'root'@'localhost'"), "{}", lab.alerts().await);
     lab.finish();
 }
 

@@ -53,6 +53,9 @@ pub struct ServerRuntime {
     /// (`failover::plan::hears_source`).
     pub hear_io_running: bool,
     pub hear_period: std::time::Duration,
+    /// Accounts that can write although `read_only` is set (`None`: not read yet); the manager's
+    /// own account is left out.
+    pub read_only_bypass: Option<Vec<String>>,
     /// The last known `Seconds_Behind_Master` (kept when it turns NULL, e.g. after the master
     /// died, so a lagging replica stays known as lagging).
     pub last_delay: Option<u64>,
@@ -77,6 +80,7 @@ impl ServerRuntime {
             hear_io_running: false,
             hear_period: std::time::Duration::ZERO,
             last_delay: None,
+            read_only_bypass: None,
         }
     }
 

@@ -327,6 +327,19 @@ impl ClusterState {
     pub fn publish_problems(&mut self) {
         let mut all = self.topo_problems.clone();
         all.extend(self.blockers.iter().cloned());
+        for s in &self.servers {
+            if let Some(accounts) = s.read_only_bypass.as_ref().filter(|a| !a.is_empty()) {
+                all.push(Problem {
+                    code: "WARN0112",
+                    desc: format!(
+                        "Accounts that can write on {} although it is read-only (a fence does not stop them): {}",
+                        s.addr,
+                        accounts.join(", ")
+                    ),
+                    server: Some(s.addr.to_string()),
+                });
+            }
+        }
         all.extend(self.quarantined.values().cloned());
         all.sort();
         all.dedup();

@@ -201,6 +201,18 @@ pub fn long_transactions(secs: u64) -> String {
     )
 }
 
+/// Accounts that can still write on a `read_only` server: holders of `READ ONLY ADMIN`
+/// (MariaDB 10.11 and later), or of `SUPER` before 10.11, which included it.
+pub fn read_only_bypass_accounts(version: &str) -> &'static str {
+    let mut nums = version.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if (major, minor) >= (10, 11) {
+        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ ONLY ADMIN' ORDER BY GRANTEE"
+    } else {
+        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'READ ONLY ADMIN') ORDER BY GRANTEE"
+    }
+}
+
 /// Client connections to kill before locking a demoted master (replication, system threads and
 /// our own session excluded).
 pub const CLIENT_THREADS: &str = "SELECT ID FROM information_schema.PROCESSLIST \
@@ -301,6 +313,13 @@ mod tests {
         assert!(s.ends_with("MASTER_USE_GTID=slave_pos"));
         assert!(!change_master_for_log(Flavor::MariaDB, &c).contains("p\\'w"));
         assert_eq!(stop_slave("a'b"), "STOP SLAVE 'a\\'b'");
+    }
+
+    #[test]
+    fn read_only_bypass_depends_on_the_version() {
+        assert!(read_only_bypass_accounts("10.11.19-MariaDB-0+deb12u1-log").contains("= 'READ ONLY ADMIN'"));
+        assert!(read_only_bypass_accounts("10.6.18-MariaDB").contains("'SUPER'"));
+        assert!(read_only_bypass_accounts("11.4.2-MariaDB").contains("= 'READ ONLY ADMIN'"));
     }
 
     #[test]

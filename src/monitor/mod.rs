@@ -204,6 +204,7 @@ impl ClusterMonitor {
         // committed decision before it reads them and acts on them.
         let active = self.group.is_active() && self.group.check("monitor tick").await.is_ok();
         self.refresh().await;
+        self.check_read_only_bypass();
         if !active {
             // A standby never decides: its alerts show no failover blockers of its own.
             let mut st = self.shared.write();
@@ -217,6 +218,53 @@ impl ClusterMonitor {
         self.guard_writes().await;
         self.check_automatic_failover().await;
         self.check_rejoin().await;
+    }
+
+    /// Reads once per server which accounts can bypass `read_only` (WARN0112), beside the loop.
+    fn check_read_only_bypass(&self) {
+        let todo: Vec<(usize, crate::config::HostPort, crate::db::sql::Flavor, String)> = {
+            let mut st = self.shared.write();
+            let todo: Vec<_> = st
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.read_only_bypass.is_none() && s.is_up())
+                .filter_map(|(i, s)| s.snapshot.as_ref().map(|sn| (i, s.addr.clone(), sn.flavor, sn.version.clone())))
+                .collect();
+            for (i, ..) in &todo {
+                st.servers[*i].read_only_bypass = Some(Vec::new());
+            }
+            todo
+        };
+        if todo.is_empty() {
+            return;
+        }
+        let (shared, cfg) = (self.shared.clone(), self.shared.read().config.clone());
+        tokio::spawn(async move {
+            for (i, addr, flavor, version) in todo {
+                let read = async {
+                    let mut c = crate::db::conn::AdminConn::connect(&addr, &cfg.db_credential, flavor, cfg.connect_timeout, cfg.connect_timeout * 2).await?;
+                    let r = c.column(crate::db::sql::read_only_bypass_accounts(&version)).await;
+                    c.close().await;
+                    r
+                };
+                let own = format!("'{}'@", cfg.db_credential.user);
+                let result = read.await;
+                let mut st = shared.write();
+                let Some(server) = st.servers.get_mut(i) else { continue };
+                match result {
+                    Ok(accounts) => {
+                        server.read_only_bypass = Some(accounts.into_iter().filter(|a| !a.starts_with(&own)).collect());
+                        st.publish_problems();
+                    }
+                    // Retried next tick.
+                    Err(e) => {
+                        tracing::debug!(server = %addr, error = %e, "reading the accounts that bypass read_only");
+                        server.read_only_bypass = None;
+                    }
+                }
+            }
+        });
     }
 
     /// Fence on sight: only the intended master stays writable (see [`plan::write_guards`]).
