@@ -2,12 +2,14 @@
 //!
 //! Only a node that starts with an empty log runs this. It asks every peer for its
 //! [`GroupInfo`] until it can decide ([`decide`], a pure function):
-//! - some peer already belongs to a group: never initialize; wait to be replicated to, and vote
-//!   only after catching up to the commit index the peers reported (wiped node rejoining: its
-//!   lost vote and acknowledgements must not count twice);
+//! - some peer already belongs to a group and enough peers answered to be sure one of them holds
+//!   every committed entry (`voters - quorum + 1` of the others): never initialize; wait to be
+//!   replicated to, and vote only after catching up to the commit index they reported (wiped
+//!   node rejoining: its lost vote and acknowledgements must not count twice);
 //! - every peer answered and all are empty: the node with the lowest id initializes the group
 //!   with the full membership; the others open their vote gate and wait;
-//! - otherwise keep asking, for at most [`BOOTSTRAP_WINDOW`].
+//! - otherwise keep asking: every 300 ms for [`BOOTSTRAP_WINDOW`], then every 5 s, and never
+//!   vote meanwhile.
 //!
 //! Requiring an answer from every peer means a fresh group forms only once all voters are up,
 //! and a wiped node never starts a second group while the old one is unreachable.
@@ -26,6 +28,8 @@ use crate::types::{NodeId, NodeInfo};
 /// How long an empty node keeps polling its peers before giving up on deciding (it then opens
 /// its vote gate and simply waits for a leader).
 pub(crate) const BOOTSTRAP_WINDOW: Duration = Duration::from_secs(600);
+/// Pause between two polling rounds after the window.
+const SLOW_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause between two polling rounds.
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// Timeout of one `/raft/group-info` request.
@@ -56,16 +60,25 @@ pub(crate) fn decide(
         .filter(|(id, _)| **id != self_id && peers.contains_key(id))
         .filter_map(|(id, a)| a.as_ref().filter(|info| info.node_id == *id))
         .collect();
-    if valid.iter().any(|info| info.initialized) {
-        let committed_index = valid.iter().filter_map(|info| info.committed_index).max();
-        return Decision::ExistingGroup { committed_index };
-    }
     let missing: Vec<NodeId> = peers
         .keys()
         .filter(|id| **id != self_id)
         .filter(|id| !valid.iter().any(|info| info.node_id == **id))
         .copied()
         .collect();
+    if valid.iter().any(|info| info.initialized) {
+        // The group exists. This node lost its log (and the votes and acknowledgements in
+        // it): it may vote again only once it holds every committed entry. A committed entry
+        // is on a quorum, possibly with this node among it, so only answers from
+        // `voters - quorum + 1` other peers are sure to include one that has it.
+        let voters = peers.len();
+        let needed = voters - (voters / 2 + 1) + 1;
+        if valid.len() < needed {
+            return Decision::Wait { missing };
+        }
+        let committed_index = valid.iter().filter_map(|info| info.committed_index).max();
+        return Decision::ExistingGroup { committed_index };
+    }
     if !missing.is_empty() {
         return Decision::Wait { missing };
     }
@@ -132,7 +145,25 @@ impl Bootstrap {
         answers
     }
 
-    /// Polls until a decision is reached, the window expires or the task is aborted.
+    /// Initializes the group with the full membership (every peer answered, all empty, this
+    /// node has the lowest id).
+    async fn initialize(&self) {
+        self.node.set_vote_gate(VoteGate::Open);
+        match self.raft.initialize(self.peers.clone()).await {
+            Ok(()) => {
+                self.did_initialize.store(true, Ordering::SeqCst);
+                tracing::info!(node_id = self.node_id, members = ?self.peers.keys().collect::<Vec<_>>(), "raft bootstrap: initialized the group");
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                tracing::info!(node_id = self.node_id, "raft bootstrap: already initialized: {e}");
+            }
+            Err(e) => {
+                tracing::error!(node_id = self.node_id, "raft bootstrap: initialize failed: {e}");
+            }
+        }
+    }
+
+    /// Polls until a decision is reached (the task is aborted at shutdown).
     pub(crate) async fn run(self) {
         let deadline = Instant::now() + BOOTSTRAP_WINDOW;
         let mut announced_wait = false;
@@ -152,23 +183,7 @@ impl Bootstrap {
                     return;
                 }
                 Decision::Initialize => {
-                    self.node.set_vote_gate(VoteGate::Open);
-                    match self.raft.initialize(self.peers.clone()).await {
-                        Ok(()) => {
-                            self.did_initialize.store(true, Ordering::SeqCst);
-                            tracing::info!(
-                                node_id = self.node_id,
-                                members = ?self.peers.keys().collect::<Vec<_>>(),
-                                "raft bootstrap: initialized the group"
-                            );
-                        }
-                        Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                            tracing::info!(node_id = self.node_id, "raft bootstrap: already initialized: {e}");
-                        }
-                        Err(e) => {
-                            tracing::error!(node_id = self.node_id, "raft bootstrap: initialize failed: {e}");
-                        }
-                    }
+                    self.initialize().await;
                     return;
                 }
                 Decision::FreshGroupForming => {
@@ -194,12 +209,35 @@ impl Bootstrap {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+        // Still undecided: voting now could help elect a leader that lacks committed entries
+        // (this node may have lost some). Keep asking, slowly, until enough peers answer; the
+        // task ends with the process.
         tracing::warn!(
             node_id = self.node_id,
-            "raft bootstrap: no decision within {:?}; not initializing, voting allowed, waiting for a leader",
-            BOOTSTRAP_WINDOW
+            "raft bootstrap: no decision within {:?}; still not voting, asking the peers every {:?}",
+            BOOTSTRAP_WINDOW,
+            SLOW_POLL_INTERVAL
         );
-        self.node.set_vote_gate(VoteGate::Open);
+        loop {
+            tokio::time::sleep(SLOW_POLL_INTERVAL).await;
+            let answers = self.poll_peers(&mut reported).await;
+            match decide(self.node_id, &self.peers, &answers) {
+                Decision::ExistingGroup { committed_index } => {
+                    tracing::info!(node_id = self.node_id, ?committed_index, "raft bootstrap: the group exists; voting once caught up");
+                    self.node.gate_until(committed_index);
+                    return;
+                }
+                Decision::Initialize => {
+                    self.initialize().await;
+                    return;
+                }
+                Decision::FreshGroupForming => {
+                    self.node.set_vote_gate(VoteGate::Open);
+                    return;
+                }
+                Decision::Wait { .. } => {}
+            }
+        }
     }
 }
 
@@ -234,8 +272,9 @@ mod tests {
             (2, vec![(1, info(1, false, None)), (3, info(3, false, None))], Decision::FreshGroupForming),
             // A peer is missing: wait, even the lowest id.
             (1, vec![(2, info(2, false, None)), (3, None)], Decision::Wait { missing: vec![3] }),
-            // One initialized peer is enough to know the group exists (wiped node).
-            (1, vec![(2, None), (3, info(3, true, Some(7)))], Decision::ExistingGroup { committed_index: Some(7) }),
+            // A wiped node of three hears one initialized peer: not enough to know every
+            // committed entry (the other peer may hold the only other copy): wait.
+            (1, vec![(2, None), (3, info(3, true, Some(7)))], Decision::Wait { missing: vec![2] }),
             (
                 1,
                 vec![(2, info(2, true, Some(9))), (3, info(3, true, Some(4)))],
@@ -253,6 +292,18 @@ mod tests {
             let answers: BTreeMap<_, _> = answers.into_iter().collect();
             assert_eq!(decide(self_id, &p, &answers), want, "self {self_id}, answers {answers:?}");
         }
+        // Five voters: three answers of the four others are enough, two are not.
+        let p5 = peers(&[1, 2, 3, 4, 5]);
+        let five = |answers: Vec<(NodeId, Option<GroupInfo>)>| decide(1, &p5, &answers.into_iter().collect());
+        let mut i5 = |id: NodeId, c: u64| {
+            let mut i = info(id, true, Some(c));
+            if let Some(x) = i.as_mut() {
+                x.voters = vec![1, 2, 3, 4, 5];
+            }
+            i
+        };
+        assert_eq!(five(vec![(2, i5(2, 3)), (3, i5(3, 5)), (4, None), (5, None)]), Decision::Wait { missing: vec![4, 5] });
+        assert_eq!(five(vec![(2, i5(2, 3)), (3, i5(3, 5)), (4, i5(4, 4)), (5, None)]), Decision::ExistingGroup { committed_index: Some(5) });
         // A single-node group initializes at once.
         assert_eq!(decide(5, &peers(&[5]), &BTreeMap::new()), Decision::Initialize);
     }
