@@ -32,6 +32,9 @@ pub struct ClusterState {
     /// Unix seconds of the last failover (0 = never).
     pub failover_last_time: u64,
     pub in_failover: bool,
+    /// Host spellings seen as a replica's source that resolve to a configured server's host
+    /// (`alias` -> configured host), kept up to date by the monitor.
+    pub host_aliases: BTreeMap<String, String>,
     /// Replicated writes of this node in flight: memory is newer than the replicated copy.
     pub pending_writes: u32,
     /// Failover and switchover records, oldest first.
@@ -106,6 +109,7 @@ impl ClusterState {
             failover_last_time: 0,
             in_failover: false,
             pending_writes: 0,
+            host_aliases: BTreeMap::new(),
             crashes: Vec::new(),
             topo_problems: Vec::new(),
             blockers: Vec::new(),
@@ -215,8 +219,17 @@ impl ClusterState {
     }
 
     /// Applies one round of probe results: failure counts, discovery, transitions, problems.
-    pub fn apply_round(&mut self, results: Vec<Result<ServerSnapshot, ProbeError>>) {
+    pub fn apply_round(&mut self, mut results: Vec<Result<ServerSnapshot, ProbeError>>) {
         self.tick += 1;
+        // A replica may name its source differently from db-servers-hosts (an IP for a name):
+        // spell it as configured, so the topology sees who replicates from whom.
+        for snap in results.iter_mut().flatten() {
+            for r in &mut snap.replications {
+                if let Some(configured) = self.host_aliases.get(&r.master_host) {
+                    r.master_host = configured.clone();
+                }
+            }
+        }
         for (srv, res) in self.servers.iter_mut().zip(&results) {
             match res {
                 Ok(snap) => {
@@ -427,5 +440,45 @@ impl SharedCluster {
 
     pub fn write(&self) -> RwLockWriteGuard<'_, ClusterState> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::db::probe::ReplicationStatus;
+
+    fn round(aliases: &[(&str, &str)]) -> ClusterState {
+        let toml = "[c1]\ndb-servers-hosts = \"127.0.0.1:3310,127.0.0.1:3311\"\n";
+        let cfg = Config::from_toml_str(toml, std::path::Path::new("t.toml"), &[]).expect("config").clusters.remove(0);
+        let mut st = ClusterState::new(cfg);
+        for (a, c) in aliases {
+            st.host_aliases.insert(a.to_string(), c.to_string());
+        }
+        let master = ServerSnapshot { read_only: false, ..ServerSnapshot::for_tests() };
+        let mut replica = ServerSnapshot::for_tests();
+        replica.replications.push(ReplicationStatus {
+            master_host: "db1.example".into(),
+            master_port: 3310,
+            io_running: "Yes".into(),
+            sql_running: "Yes".into(),
+            seconds_behind_master: Some(0),
+            ..Default::default()
+        });
+        st.apply_round(vec![Ok(master), Ok(replica)]);
+        st
+    }
+
+    #[test]
+    fn a_source_spelled_differently_is_recognised_through_its_alias() {
+        let st = round(&[("db1.example", "127.0.0.1")]);
+        assert_eq!(st.master, Some(0));
+        assert_eq!(st.servers[1].state, ServerState::Slave);
+        assert!(!st.topo_problems.iter().any(|p| p.code == "ERR00010" || p.code == "ERR00064"), "{:?}", st.topo_problems);
+        // Without the alias the replica's source is not a server of the cluster: the master
+        // has no replica.
+        let st = round(&[]);
+        assert!(st.topo_problems.iter().any(|p| p.code == "ERR00010" || p.code == "ERR00064"), "{:?}", st.topo_problems);
     }
 }

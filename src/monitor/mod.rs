@@ -27,6 +27,18 @@ mod actions;
 use actions::{ActionTask, SlotGuard};
 
 
+/// Host name lookups per round at most (each bounded by a second).
+const MAX_LOOKUPS: usize = 4;
+/// A spelling that did not resolve to a configured host is tried again after this.
+const ALIAS_RETRY: Duration = Duration::from_secs(60);
+
+/// The addresses of `host` (None: no answer within a second).
+async fn resolve(host: &str) -> Option<Vec<std::net::IpAddr>> {
+    let lookup = tokio::net::lookup_host((host, 0));
+    let addrs = tokio::time::timeout(Duration::from_secs(1), lookup).await.ok()?.ok()?;
+    Some(addrs.map(|a| a.ip()).collect())
+}
+
 /// A request for the monitor task, answered on `reply`.
 pub struct ClusterCommand {
     pub action: Action,
@@ -57,6 +69,8 @@ pub struct ClusterMonitor {
     rounds: watch::Sender<(u64, u64)>,
     /// An action asks for a probe round now.
     round_now: Arc<Notify>,
+    /// When each unknown source spelling was last looked up.
+    alias_lookups: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 /// What every cluster monitor shares: where the configuration came from (for reloads) and
@@ -89,6 +103,7 @@ impl ClusterMonitor {
             action_slot: Arc::default(),
             rounds: watch::Sender::new((0, 0)),
             round_now: Arc::default(),
+            alias_lookups: Arc::default(),
         };
         m.rebuild_probes();
         m
@@ -204,6 +219,7 @@ impl ClusterMonitor {
         // committed decision before it reads them and acts on them.
         let active = self.group.is_active() && self.group.check("monitor tick").await.is_ok();
         self.refresh().await;
+        self.learn_host_aliases();
         self.check_read_only_bypass();
         if !active {
             // A standby never decides: its alerts show no failover blockers of its own.
@@ -218,6 +234,57 @@ impl ClusterMonitor {
         self.guard_writes().await;
         self.check_automatic_failover().await;
         self.check_rejoin().await;
+    }
+
+    /// Learns how replicas spell their source when it is not a configured host: both are
+    /// resolved beside the loop (each lookup bounded by a second, at most [`MAX_LOOKUPS`] per
+    /// round, a spelling tried at most once a minute) and one that resolves to a configured
+    /// host's address is recorded as its alias.
+    fn learn_host_aliases(&self) {
+        let now = Instant::now();
+        let (unknown, hosts) = {
+            let st = self.shared.read();
+            let hosts: Vec<String> = st.servers.iter().map(|s| s.addr.host.clone()).collect();
+            let tried = self.alias_lookups.lock().unwrap_or_else(|e| e.into_inner());
+            let mut unknown: Vec<String> = st
+                .servers
+                .iter()
+                .filter_map(|s| s.snapshot.as_ref())
+                .flat_map(|sn| sn.replications.iter().map(|r| r.master_host.clone()))
+                .filter(|h| !h.is_empty() && !hosts.iter().any(|c| c.eq_ignore_ascii_case(h)) && !st.host_aliases.contains_key(h))
+                .filter(|h| tried.get(h).is_none_or(|t| now.duration_since(*t) > ALIAS_RETRY))
+                .collect();
+            unknown.sort();
+            unknown.dedup();
+            unknown.truncate(MAX_LOOKUPS);
+            (unknown, hosts)
+        };
+        if unknown.is_empty() {
+            return;
+        }
+        {
+            let mut tried = self.alias_lookups.lock().unwrap_or_else(|e| e.into_inner());
+            for h in &unknown {
+                tried.insert(h.clone(), now);
+            }
+            // Bounded: spellings not seen for a while are forgotten.
+            tried.retain(|_, t| now.duration_since(*t) <= ALIAS_RETRY * 10);
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            for alias in unknown {
+                let Some(ips) = resolve(&alias).await else { continue };
+                for host in &hosts {
+                    if resolve(host).await.is_some_and(|h| h.iter().any(|ip| ips.contains(ip))) {
+                        let mut st = shared.write();
+                        let msg = format!("{alias} (a replica's source) resolves to the configured host {host}: taken as the same server");
+                        st.host_aliases.insert(alias.clone(), host.clone());
+                        st.log(Level::Info, "topology", &msg);
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     /// Reads once per server which accounts can bypass `read_only` (WARN0112), beside the loop.
