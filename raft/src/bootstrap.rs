@@ -295,7 +295,7 @@ mod tests {
         // Five voters: three answers of the four others are enough, two are not.
         let p5 = peers(&[1, 2, 3, 4, 5]);
         let five = |answers: Vec<(NodeId, Option<GroupInfo>)>| decide(1, &p5, &answers.into_iter().collect());
-        let mut i5 = |id: NodeId, c: u64| {
+        let i5 = |id: NodeId, c: u64| {
             let mut i = info(id, true, Some(c));
             if let Some(x) = i.as_mut() {
                 x.voters = vec![1, 2, 3, 4, 5];
