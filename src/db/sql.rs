@@ -207,9 +207,9 @@ pub fn read_only_bypass_accounts(version: &str) -> &'static str {
     let mut nums = version.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
     let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
     if (major, minor) >= (10, 11) {
-        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ ONLY ADMIN' ORDER BY GRANTEE"
+        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'READ_ONLY ADMIN' ORDER BY GRANTEE"
     } else {
-        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'READ ONLY ADMIN') ORDER BY GRANTEE"
+        "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN') ORDER BY GRANTEE"
     }
 }
 
@@ -317,9 +317,9 @@ mod tests {
 
     #[test]
     fn read_only_bypass_depends_on_the_version() {
-        assert!(read_only_bypass_accounts("10.11.19-MariaDB-0+deb12u1-log").contains("= 'READ ONLY ADMIN'"));
+        assert!(read_only_bypass_accounts("10.11.19-MariaDB-0+deb12u1-log").contains("= 'READ_ONLY ADMIN'"));
         assert!(read_only_bypass_accounts("10.6.18-MariaDB").contains("'SUPER'"));
-        assert!(read_only_bypass_accounts("11.4.2-MariaDB").contains("= 'READ ONLY ADMIN'"));
+        assert!(read_only_bypass_accounts("11.4.2-MariaDB").contains("= 'READ_ONLY ADMIN'"));
     }
 
     #[test]
