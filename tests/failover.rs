@@ -819,7 +819,8 @@ async fn lagging_replicas_are_promoted_once_their_relay_log_is_applied() {
     let mut locks = Vec::new();
     for i in [2u16, 3] {
         let mut c = common::load::connect(lab.sb.port(i)).await.expect("app connection");
-        c.query_drop("LOCK TABLES app.t WRITE").await.unwrap();
+        // A read lock blocks the replication SQL thread's writes to the table.
+        c.query_drop("LOCK TABLES app.t READ").await.unwrap();
         locks.push(c);
     }
     let load = WriteLoad::start(vec![lab.sb.port(1)], 1_000_000);
