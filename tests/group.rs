@@ -409,3 +409,48 @@ async fn chaos_leader_dies_mid_failover_and_the_next_leader_finishes_it() {
     );
     lab.finish();
 }
+
+/// Fencing 8: the leader loses its path to the master and to its peers' HTTP API ports, while
+/// raft between the managers and replication keep working. The peers, alive for raft, count as
+/// "not failed" in the vote instead of abstaining, so the leader never decides alone: no
+/// failover (ERR00089), the master stays the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_peer_http_ports_cut_no_failover() {
+    // Node 1 must lead (only it runs under its own uid for the nftables rules); it initializes
+    // the group and nearly always wins the first election. Fail loudly otherwise.
+    let mut attempt = 0;
+    let lab = loop {
+        attempt += 1;
+        let lab = GroupLab::start(3, MANAGERS, Some(1), &[("failover-falsepositive-heartbeat", "false")]).await;
+        if leader(&lab).await == 1 {
+            break lab;
+        }
+        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
+        lab.finish();
+    };
+    let old = lab.sb.addr(1);
+    let peer_http: Vec<u16> = lab.nodes.iter().filter(|n| n.id != 1).map(|n| n.http_port).collect();
+    let mut cut = peer_http.clone();
+    cut.push(lab.sb.port(1));
+    lab.cut_ports(1, &cut);
+    // The leader sees the master fail and asks its peers, who cannot answer.
+    let refused = wait_until(Duration::from_secs(30), || async {
+        lab.nodes[0].get_json(&format!("/api/clusters/{}/topology/alerts", lab.cluster), &lab.token).await.is_some_and(|a| a.to_string().contains("ERR00089"))
+    })
+    .await;
+    assert!(refused, "the leader did not refuse for lack of a majority: {}", lab.logs());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for n in &lab.nodes {
+        let crashes = n.get_json(&format!("/api/clusters/{}/topology/crashes", lab.cluster), &lab.token).await.unwrap_or_default();
+        assert!(crashes.as_array().is_some_and(|a| a.is_empty()), "node {} recorded a failover: {crashes}", n.id);
+    }
+    assert_eq!(lab.master_seen_by(2).await.as_deref(), Some(old.as_str()));
+    assert!(lab.nodes[0].log_text().contains("did not answer the failure vote"), "{}", lab.logs());
+    lab.heal();
+    report(
+        "peer-http-ports-cut",
+        "cut the leader from the master and from its peers' HTTP ports (raft and replication intact)",
+        "no failover: the silent peers, alive for raft, counted as not failed (ERR00089)",
+    );
+    lab.finish();
+}

@@ -295,6 +295,26 @@ impl GroupLab {
         assert!(child.wait().expect("nft").success(), "nft rules refused:\n{rules}");
     }
 
+    /// Drops node `id`'s outgoing connections to `ports` (nothing else is cut).
+    pub fn cut_ports(&self, id: u64, ports: &[u16]) {
+        let n = self.nodes.iter().find(|n| n.id == id).expect("node");
+        let uid = n.uid.expect("node started isolable");
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let t = &self.nft_table;
+        let rules = format!(
+            "table inet {t} {{\n\
+               chain out {{ type filter hook output priority -150; policy accept;\n\
+                 meta skuid {uid} tcp dport {{ {} }} drop\n\
+               }}\n\
+             }}\n",
+            list.join(", ")
+        );
+        let mut child = Command::new("nft").arg("-f").arg("-").stdin(Stdio::piped()).spawn().expect("nft");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(rules.as_bytes()).expect("write rules");
+        assert!(child.wait().expect("nft").success(), "nft rules refused:\n{rules}");
+    }
+
     pub fn heal(&self) {
         let _ = Command::new("nft")
             .args(["delete", "table", "inet", &self.nft_table])
