@@ -163,21 +163,22 @@ impl Bootstrap {
         }
     }
 
-    /// Polls until a decision is reached (the task is aborted at shutdown).
+    /// Polls until a decision is reached: every [`POLL_INTERVAL`] for [`BOOTSTRAP_WINDOW`],
+    /// then every [`SLOW_POLL_INTERVAL`]. It ends with a decision or with the process (the task
+    /// is aborted at shutdown): an undecided empty node never votes, since it may have lost
+    /// committed entries and could help elect a leader that lacks them.
     pub(crate) async fn run(self) {
-        let deadline = Instant::now() + BOOTSTRAP_WINDOW;
-        let mut announced_wait = false;
-        let mut fresh_logged = false;
+        let started = Instant::now();
+        let (mut announced_wait, mut fresh_logged, mut slow_logged) = (false, false, false);
         let mut reported = BTreeSet::new();
-        // Bounded: at most BOOTSTRAP_WINDOW / POLL_INTERVAL rounds (plus request time).
-        while Instant::now() < deadline {
+        loop {
             let answers = self.poll_peers(&mut reported).await;
             match decide(self.node_id, &self.peers, &answers) {
                 Decision::ExistingGroup { committed_index } => {
                     tracing::info!(
                         node_id = self.node_id,
                         ?committed_index,
-                        "raft bootstrap: empty log but the group exists; not initializing, waiting for the leader"
+                        "raft bootstrap: empty log but the group exists; not initializing, voting once caught up"
                     );
                     self.node.gate_until(committed_index);
                     return;
@@ -188,55 +189,27 @@ impl Bootstrap {
                 }
                 Decision::FreshGroupForming => {
                     if !fresh_logged {
-                        tracing::info!(
-                            node_id = self.node_id,
-                            "raft bootstrap: all peers empty; waiting for the lowest node id to initialize"
-                        );
+                        tracing::info!(node_id = self.node_id, "raft bootstrap: all peers empty; waiting for the lowest node id to initialize");
                         fresh_logged = true;
                     }
                     self.node.set_vote_gate(VoteGate::Open);
                 }
                 Decision::Wait { missing } => {
                     if !announced_wait {
-                        tracing::info!(
-                            node_id = self.node_id,
-                            ?missing,
-                            "raft bootstrap: waiting for every peer to answer before deciding"
-                        );
+                        tracing::info!(node_id = self.node_id, ?missing, "raft bootstrap: waiting for enough peers to answer before deciding");
                         announced_wait = true;
                     }
                 }
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        // Still undecided: voting now could help elect a leader that lacks committed entries
-        // (this node may have lost some). Keep asking, slowly, until enough peers answer; the
-        // task ends with the process.
-        tracing::warn!(
-            node_id = self.node_id,
-            "raft bootstrap: no decision within {:?}; still not voting, asking the peers every {:?}",
-            BOOTSTRAP_WINDOW,
-            SLOW_POLL_INTERVAL
-        );
-        loop {
-            tokio::time::sleep(SLOW_POLL_INTERVAL).await;
-            let answers = self.poll_peers(&mut reported).await;
-            match decide(self.node_id, &self.peers, &answers) {
-                Decision::ExistingGroup { committed_index } => {
-                    tracing::info!(node_id = self.node_id, ?committed_index, "raft bootstrap: the group exists; voting once caught up");
-                    self.node.gate_until(committed_index);
-                    return;
-                }
-                Decision::Initialize => {
-                    self.initialize().await;
-                    return;
-                }
-                Decision::FreshGroupForming => {
-                    self.node.set_vote_gate(VoteGate::Open);
-                    return;
-                }
-                Decision::Wait { .. } => {}
+            let slow = started.elapsed() >= BOOTSTRAP_WINDOW;
+            if slow && !slow_logged {
+                tracing::warn!(
+                    node_id = self.node_id,
+                    "raft bootstrap: no decision within {BOOTSTRAP_WINDOW:?}; still not voting, asking the peers every {SLOW_POLL_INTERVAL:?}"
+                );
+                slow_logged = true;
             }
+            tokio::time::sleep(if slow { SLOW_POLL_INTERVAL } else { POLL_INTERVAL }).await;
         }
     }
 }
