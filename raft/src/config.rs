@@ -37,6 +37,26 @@ pub struct GroupConfig {
     /// Shared secret of the group: sent with every raft RPC and required from every caller
     /// (401 otherwise). `None`: no check (keep the raft port on a trusted network).
     pub secret: Option<String>,
+    /// Mutual TLS for the raft RPC: every node serves with its certificate and connects with
+    /// it, and accepts only peers whose certificate the group CA signed. `None`: plain HTTP.
+    pub tls: Option<GroupTls>,
+}
+
+/// The PEM texts of a node's raft TLS identity and of the group's CA.
+#[derive(Clone)]
+pub struct GroupTls {
+    /// This node's certificate chain.
+    pub cert_pem: String,
+    /// This node's private key.
+    pub key_pem: String,
+    /// The CA that signs every node's certificate (peers are verified against it).
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for GroupTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupTls { .. }")
+    }
 }
 
 impl GroupConfig {
@@ -56,6 +76,7 @@ impl GroupConfig {
             election_min_ms: DEFAULT_ELECTION_MIN_MS,
             election_max_ms: DEFAULT_ELECTION_MAX_MS,
             secret: None,
+            tls: None,
         }
     }
 

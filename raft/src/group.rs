@@ -97,8 +97,12 @@ impl RaftGroup {
             .await
             .map_err(|source| GroupError::Bind { addr: cfg.raft_bind, source })?;
 
-        let node = Arc::new(NodeShared::new(if empty { VoteGate::Closed } else { VoteGate::Open }));
-        let client = http_client(cfg.secret.as_deref()).map_err(|e| raft_err(node_id, "building the raft HTTP client", e))?;
+        let node = Arc::new(NodeShared::new(if empty { VoteGate::Closed } else { VoteGate::Open }, cfg.tls.is_some()));
+        let client = http_client(cfg.secret.as_deref(), cfg.tls.as_ref()).map_err(|e| raft_err(node_id, "building the raft HTTP client", e))?;
+        let tls_server = match &cfg.tls {
+            Some(t) => Some(crate::network::tls::server_config(t).map_err(|e| raft_err(node_id, "raft TLS", e))?),
+            None => None,
+        };
         let network = HttpNetworkFactory::new(client.clone(), node.clone());
         let raft = openraft::Raft::new(node_id, raft_config, network, log, sm)
             .await
@@ -114,14 +118,37 @@ impl RaftGroup {
             secret: cfg.secret.as_deref().map(Arc::from),
         });
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(node_id, "raft RPC server failed: {e}");
+            match tls_server {
+                None => {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        tracing::error!(node_id, "raft RPC server failed: {e}");
+                    }
+                }
+                Some(tls) => {
+                    let handle = axum_server::Handle::new();
+                    let stopper = handle.clone();
+                    tokio::spawn(async move {
+                        let _ = stop_rx.await;
+                        stopper.graceful_shutdown(Some(Duration::from_secs(1)));
+                    });
+                    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+                    let served = match listener.into_std() {
+                        Ok(std_listener) => match axum_server::from_tcp_rustls(std_listener, rustls) {
+                            Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = served {
+                        tracing::error!(node_id, "raft RPC server (TLS) failed: {e}");
+                    }
+                }
             }
         });
-        tracing::info!(node_id, bind = %cfg.raft_bind, "raft: RPC server listening");
+        tracing::info!(node_id, bind = %cfg.raft_bind, tls = cfg.tls.is_some(), "raft: RPC server listening");
 
         let did_initialize = Arc::new(AtomicBool::new(false));
         let bootstrap = if empty {

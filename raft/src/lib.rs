@@ -23,7 +23,7 @@ mod store;
 mod typ;
 mod types;
 
-pub use config::{GroupConfig, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS, DEFAULT_HEARTBEAT_MS};
+pub use config::{GroupConfig, GroupTls, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS, DEFAULT_HEARTBEAT_MS};
 pub use error::{GroupError, NotLeader, WriteError};
 pub use group::RaftGroup;
 pub use status::GroupStatus;

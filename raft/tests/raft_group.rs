@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Cluster, DEFAULT_TIMING, FAST_TIMING};
+use common::{wait_for, Cluster, DEFAULT_TIMING, FAST_TIMING, TestCa};
 use replication_manager_raft::{Command, KvOp, WriteError};
 use serde_json::json;
 
@@ -312,5 +312,63 @@ async fn single_node_group_forms_and_restarts() {
     assert_eq!(c.node(1).get("k"), Some(json!("v")));
     let s = c.node(1).status();
     assert!(s.active && !s.lost_quorum, "{s:?}");
+    c.shutdown().await;
+}
+
+/// Mutual TLS on the raft RPC: the group forms and replicates over HTTPS; a caller without a
+/// certificate of the group's CA (plain HTTP, HTTPS without a client certificate, or one from
+/// another CA) cannot even open a connection, so it can neither vote, append nor read a
+/// snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_group_forms_and_refuses_callers_without_a_group_certificate() {
+    let ca = TestCa::new("group-ca");
+    let mut c = Cluster::new("tls", 3, FAST_TIMING);
+    for id in 1..=3 {
+        c.tls.insert(id, ca.identity(id));
+    }
+    for id in 1..=3 {
+        c.start_node(id).await;
+    }
+    let all = c.running();
+    let (leader, _) = c.wait_leader(&all, FORM_BOUND).await;
+    c.node(leader).write(put("tls-1", "cfg/tls", json!(true))).await.unwrap();
+    for id in &all {
+        let g = c.node(*id).clone();
+        wait_for("replication over TLS", Duration::from_secs(10), || g.get("cfg/tls") == Some(json!(true))).await;
+    }
+
+    let addr = c.peers[&leader].raft_addr.clone();
+    let body = json!({});
+    let plain = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build().unwrap();
+    for path in ["/raft/vote", "/raft/append", "/raft/snapshot"] {
+        let r = plain.post(format!("http://{addr}{path}")).json(&body).send().await;
+        assert!(r.as_ref().map_or(true, |r| !r.status().is_success()), "plain HTTP {path} accepted: {r:?}");
+    }
+    let ca_cert = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let no_identity = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca_cert.clone())
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let other = TestCa::new("intruder-ca");
+    let (cert, key) = other.issue("intruder");
+    let intruder = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca_cert)
+        .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    for (who, client) in [("no client certificate", &no_identity), ("another CA's certificate", &intruder)] {
+        for path in ["/raft/vote", "/raft/append", "/raft/snapshot", "/raft/group-info"] {
+            let r = client.post(format!("https://{addr}{path}")).json(&body).send().await;
+            assert!(r.is_err(), "{who}: {path} got an answer: {r:?}");
+        }
+    }
     c.shutdown().await;
 }

@@ -474,6 +474,12 @@ mod tests {
         let mut with_secret = wide.to_vec();
         with_secret.push(("raft-secret", "s3cret"));
         assert!(load(base, &with_secret).is_ok());
+        let mut with_tls = wide.to_vec();
+        with_tls.extend([("raft-tls-cert", "/etc/rm/n1.pem"), ("raft-tls-key", "/etc/rm/n1.key"), ("raft-tls-ca", "/etc/rm/ca.pem")]);
+        assert!(load(base, &with_tls).unwrap().server.group.tls.is_some());
+        with_tls.pop();
+        let err = load(base, &with_tls).unwrap_err();
+        assert!(err.to_string().contains("together"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,17 @@ pub struct GroupSettings {
     /// `raft-secret`: shared secret every raft RPC must carry (the same on all nodes; empty:
     /// no check, keep the raft port on a trusted network).
     pub secret: Option<String>,
+    /// `raft-tls-cert`, `raft-tls-key`, `raft-tls-ca` (PEM files, all three or none): mutual
+    /// TLS on the raft RPC; peers must present a certificate the CA signed.
+    pub tls: Option<RaftTlsFiles>,
+}
+
+/// The PEM files of the raft RPC's mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// True for an `ip:port` or `host:port` on the loopback interface.
@@ -170,19 +181,27 @@ impl GroupSettings {
             ));
         }
         let secret = Some(s.str("raft-secret")?).filter(|v| !v.is_empty());
+        let files = ["raft-tls-cert", "raft-tls-key", "raft-tls-ca"].map(|k| s.str(k).map(|v| v.trim().to_string()));
+        let [cert, key, ca] = files;
+        let (cert, key, ca) = (cert?, key?, ca?);
+        let tls = match (cert.is_empty(), key.is_empty(), ca.is_empty()) {
+            (true, true, true) => None,
+            (false, false, false) => Some(RaftTlsFiles { cert: cert.into(), key: key.into(), ca: ca.into() }),
+            _ => return Err(s.invalid("raft-tls-cert", "set raft-tls-cert, raft-tls-key and raft-tls-ca together, or none of them")),
+        };
         // The replicated state (the API token signing key among it) must not be open to anyone
-        // who reaches a raft port: a group beyond this host needs the shared secret.
+        // who reaches a raft port: a group beyond this host needs TLS or the shared secret.
         let off_host: Vec<&str> = peers.iter().map(|p| p.raft_addr.as_str()).chain([bind.as_str()]).filter(|a| !is_loopback_addr(a)).collect();
-        if secret.is_none() && !peers.is_empty() && !off_host.is_empty() {
+        if secret.is_none() && tls.is_none() && !peers.is_empty() && !off_host.is_empty() {
             return Err(s.invalid(
                 "raft-secret",
                 format!(
-                    "the manager group listens on or reaches {} beyond loopback without raft-secret: set raft-secret (the same on every node; the raft RPC is authenticated by it, not encrypted, so keep it on a private network)",
+                    "the manager group listens on or reaches {} beyond loopback with neither TLS nor a secret: set raft-tls-cert/-key/-ca (mutual TLS, encrypted) and/or raft-secret (the same on every node)",
                     off_host.join(", ")
                 ),
             ));
         }
-        Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms, secret })
+        Ok(GroupSettings { node_id, bind, peers, role, heartbeat_ms, election_min_ms, election_max_ms, secret, tls })
     }
 }
 

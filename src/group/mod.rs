@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use replication_manager_api::wire::{GroupNodeView, GroupView};
 use replication_manager_api::LeaderRoute;
-use replication_manager_raft::{Command, GroupConfig, GroupStatus, KvOp, NodeInfo, RaftGroup, WriteError};
+use replication_manager_raft::{Command, GroupConfig, GroupStatus, GroupTls, KvOp, NodeInfo, RaftGroup, WriteError};
 use serde_json::Value;
 
 use crate::config::{NodeRole, ServerConfig};
@@ -114,8 +114,12 @@ impl ManagerGroup {
         cfg.election_min_ms = g.election_min_ms;
         cfg.election_max_ms = g.election_max_ms;
         cfg.secret = g.secret.clone();
-        if cfg.secret.is_none() && !g.peers.is_empty() {
-            tracing::warn!("raft-secret is not set: anyone who reaches the raft port can take part in the group");
+        if let Some(t) = &g.tls {
+            let read = |p: &std::path::Path, key: &str| std::fs::read_to_string(p).with_context(|| format!("{key} {}", p.display()));
+            cfg.tls = Some(GroupTls { cert_pem: read(&t.cert, "raft-tls-cert")?, key_pem: read(&t.key, "raft-tls-key")?, ca_pem: read(&t.ca, "raft-tls-ca")? });
+        }
+        if cfg.secret.is_none() && cfg.tls.is_none() && !g.peers.is_empty() {
+            tracing::warn!("neither raft TLS nor raft-secret is set: anyone who reaches the raft port can take part in the group");
         }
         let raft = RaftGroup::start(cfg).await.context("starting the manager group")?;
         let http = reqwest::Client::builder()

@@ -27,8 +27,9 @@ use crate::types::{NodeId, NodeInfo};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Builds the HTTP client used for raft traffic only (pitfall 9: separate from API forwarding);
-/// with a group secret, every request carries it.
-pub(crate) fn http_client(secret: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+/// with a group secret, every request carries it; with TLS, it speaks HTTPS with this node's
+/// certificate and trusts only the group CA.
+pub(crate) fn http_client(secret: Option<&str>, tls: Option<&crate::config::GroupTls>) -> Result<reqwest::Client, String> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(s) = secret {
         if let Ok(mut v) = reqwest::header::HeaderValue::from_str(s) {
@@ -36,13 +37,17 @@ pub(crate) fn http_client(secret: Option<&str>) -> Result<reqwest::Client, reqwe
             headers.insert(SECRET_HEADER, v);
         }
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .default_headers(headers)
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(super::tls::client_config(tls)?);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
+
 
 /// Creates one [`PeerClient`] per replication stream, heartbeat or vote round.
 pub(crate) struct HttpNetworkFactory {
@@ -92,7 +97,7 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     if node.is_isolated() {
         return Err(HttpFailure::Unreachable("this node is isolated (fault injection)".into()));
     }
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}://{addr}{path}", node.scheme());
     let request = match body {
         Some(b) => client.post(&url).json(b),
         None => client.get(&url),

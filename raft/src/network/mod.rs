@@ -5,6 +5,7 @@
 
 pub(crate) mod client;
 pub(crate) mod server;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,8 @@ pub(crate) struct NodeShared {
     vote_gate: Mutex<VoteGate>,
     last_warn: Mutex<HashMap<NodeId, (Option<Instant>, u64)>>,
     started: Instant,
+    /// The raft RPC runs over mutual TLS (`https` URLs).
+    tls: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,13 +79,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl NodeShared {
-    pub(crate) fn new(gate: VoteGate) -> Self {
+    pub(crate) fn new(gate: VoteGate, tls: bool) -> Self {
         NodeShared {
             isolated: AtomicBool::new(false),
             leader_contact: Mutex::new(None),
             vote_gate: Mutex::new(gate),
             last_warn: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            tls,
+        }
+    }
+
+    /// The scheme of this node's raft URLs.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use replication_manager_raft::{GroupConfig, GroupStatus, NodeId, NodeInfo, RaftGroup};
+use replication_manager_raft::{GroupConfig, GroupStatus, GroupTls, NodeId, NodeInfo, RaftGroup};
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
@@ -30,6 +30,44 @@ pub struct Cluster {
     root: PathBuf,
     timing: Timing,
     pub nodes: BTreeMap<NodeId, RaftGroup>,
+    /// Each node's raft TLS identity (empty: plain HTTP).
+    pub tls: BTreeMap<NodeId, GroupTls>,
+}
+
+/// A certificate authority and the certificates it signs, for raft TLS tests.
+pub struct TestCa {
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { key, cert }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A certificate for 127.0.0.1 signed by this CA: (cert PEM, key PEM).
+    pub fn issue(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A node's raft TLS identity issued by this CA.
+    pub fn identity(&self, id: NodeId) -> GroupTls {
+        let (cert_pem, key_pem) = self.issue(&format!("node-{id}"));
+        GroupTls { cert_pem, key_pem, ca_pem: self.pem() }
+    }
 }
 
 /// Picks `n` free loopback ports (all bound at once, so they differ, then released).
@@ -75,7 +113,7 @@ impl Cluster {
             );
             binds.insert(id, SocketAddr::from(([127, 0, 0, 1], raft_port)));
         }
-        Cluster { peers, binds, root, timing, nodes: BTreeMap::new() }
+        Cluster { peers, binds, root, timing, nodes: BTreeMap::new(), tls: BTreeMap::new() }
     }
 
     /// Prepares and starts `n` nodes.
@@ -97,6 +135,7 @@ impl Cluster {
         cfg.heartbeat_ms = self.timing.heartbeat_ms;
         cfg.election_min_ms = self.timing.election_min_ms;
         cfg.election_max_ms = self.timing.election_max_ms;
+        cfg.tls = self.tls.get(&id).cloned();
         cfg
     }
 
