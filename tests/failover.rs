@@ -847,3 +847,47 @@ async fn lagging_replicas_are_promoted_once_their_relay_log_is_applied() {
     eprintln!("lagging replicas: refused while behind, {new} promoted once applied; {} acknowledged, 0 lost", report.acked.len());
     lab.finish();
 }
+
+/// Fencing 2b: an API failover of a live master whose `max_connections` the application has
+/// exhausted. The manager's account keeps the connection MariaDB reserves for privileged
+/// accounts, so the fence still runs (clients killed, read_only, final position reached) —
+/// or, if it could not, the failover is cancelled. Either way no 50 ms sample shows two
+/// writable servers and no acknowledged row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_master_failover_with_max_connections_exhausted() {
+    let lab = Lab::start(3, &[]).await;
+    let old = lab.sb.addr(1);
+    let port = lab.sb.port(1);
+    lab.sb.sql(1, "SET GLOBAL max_connections = 12");
+    let load = WriteLoad::start(lab.ports(), 1_000_000);
+    let sampler = WritableSampler::start(lab.ports());
+    // The application takes every remaining connection.
+    let mut hogs = Vec::new();
+    for _ in 0..40 {
+        match common::load::connect(port).await {
+            Some(c) => hogs.push(c),
+            None => break,
+        }
+    }
+    assert!(common::load::connect(port).await.is_none(), "max_connections is not exhausted ({} held)", hogs.len());
+    let (st, body) = lab.action("failover").await;
+    let (samples, dual) = sampler.stop().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let report = load.stop().await;
+    drop(hogs);
+    assert!(dual.is_empty(), "two writable servers: {dual:?}");
+    let master = lab.master_url().await.expect("a master");
+    if st == 200 {
+        assert_ne!(master, old, "the failover answered 200 but the master did not change");
+        assert_eq!(read_only_of(port).await, Some(1), "the old master is writable after the failover");
+    } else {
+        assert_eq!(master, old, "a cancelled failover moved the master: {body}");
+    }
+    let mi = lab.index_of(&master);
+    assert_no_loss(&report.acked, &ids_on(&lab.sb, mi), "failover with max_connections exhausted");
+    eprintln!(
+        "max_connections exhausted: failover answered {st} ({body}); {samples} samples, 0 with two writable; {} acknowledged, 0 lost",
+        report.acked.len()
+    );
+    lab.finish();
+}
