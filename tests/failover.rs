@@ -871,10 +871,12 @@ async fn live_master_failover_with_max_connections_exhausted() {
     }
     assert!(common::load::connect(port).await.is_none(), "max_connections is not exhausted ({} held)", hogs.len());
     let (st, body) = lab.action("failover").await;
-    let (samples, dual) = sampler.stop().await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Sample on while the application still holds its connections, and after.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let report = load.stop().await;
     drop(hogs);
+    let (samples, dual) = sampler.stop().await;
+    assert!(samples >= 10, "only {samples} read_only samples taken");
     assert!(dual.is_empty(), "two writable servers: {dual:?}");
     let master = lab.master_url().await.expect("a master");
     if st == 200 {
