@@ -893,3 +893,26 @@ async fn live_master_failover_with_max_connections_exhausted() {
     );
     lab.finish();
 }
+
+/// `failover-semisync-enforce`: the leader makes semi-sync safe on the master (AFTER_SYNC, a
+/// one-hour timeout) and on a replica that did not acknowledge, so WARN0110 (transactions at
+/// risk) goes away, and writes still commit since the replicas acknowledge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semisync_enforce_makes_the_master_safe() {
+    let lab = Lab::start(3, &[("failover-semisync-enforce", "true")]).await;
+    // One replica stops acknowledging: it is turned back on too.
+    lab.sb.sql(3, "SET GLOBAL rpl_semi_sync_slave_enabled = 0");
+    let safe = wait_until(Duration::from_secs(20), || async {
+        lab.sb.sql(1, "SELECT @@rpl_semi_sync_master_timeout") == "3600000"
+            && lab.sb.sql(3, "SELECT @@rpl_semi_sync_slave_enabled") == "1"
+            && !lab.alerts().await.contains("WARN0110")
+    })
+    .await;
+    assert!(safe, "semi-sync not made safe: {}\n{}", lab.alerts().await, lab.m.log_text());
+    assert_eq!(lab.sb.sql(1, "SELECT @@rpl_semi_sync_master_wait_point"), "AFTER_SYNC");
+    let started = std::time::Instant::now();
+    lab.sb.sql(1, "INSERT INTO app.t (id, port) VALUES (515151, 0)");
+    assert!(started.elapsed() < Duration::from_secs(30), "a write waited for acknowledgements");
+    assert!(lab.m.log_text().contains("Semi-sync made safe on master"));
+    lab.finish();
+}

@@ -69,6 +69,11 @@ pub struct ClusterConfig {
     pub fence_script: String,
     /// `failover-fence-script-timeout` (seconds, default 30).
     pub fence_script_timeout: Duration,
+    /// `failover-semisync-enforce` (default false): the leader keeps semi-sync safe (on,
+    /// AFTER_SYNC, a timeout of an hour, every replica acking), so a master cut off from its
+    /// replicas blocks its writers instead of acknowledging writes no replica holds. The cost:
+    /// writes wait while no replica acknowledges.
+    pub semisync_enforce: bool,
     /// `switchover-slave-wait-catch` (default true): the other replicas wait (bounded by
     /// `switchover-wait-catch`) for the old master's final position before they are repointed.
     pub switchover_slave_wait_catch: bool,
@@ -182,6 +187,7 @@ impl ClusterConfig {
             switchover_slave_wait_catch: s.bool("switchover-slave-wait-catch")?,
             fence_script: s.str("failover-fence-script")?,
             fence_script_timeout: Duration::from_secs(s.uint("failover-fence-script-timeout")?.max(1)),
+            semisync_enforce: s.bool("failover-semisync-enforce")?,
             autorejoin: s.bool("autorejoin")?,
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,

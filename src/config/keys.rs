@@ -50,6 +50,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key("failover-at-sync", Kind::Bool, "false"),
     key("failover-readonly-state", Kind::Bool, "true"),
     key("failover-fence-script", Kind::Str, ""),
+    key("failover-semisync-enforce", Kind::Bool, "false"),
     key("failover-fence-script-timeout", Kind::Int, "30"),
     key("failover-restart-unsafe", Kind::Bool, "false"),
     key("check-replication-state", Kind::Bool, "true"),

@@ -164,6 +164,22 @@ pub const SKIP_ONE_EVENT: &str = "SET GLOBAL sql_slave_skip_counter = 1";
 pub const USER_SCHEMAS: &str = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
     WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
 
+/// The master side of safe semi-sync (`failover-semisync-enforce`): on, acknowledged after the
+/// replica synced the event, falling back to asynchronous only after an hour.
+pub const SEMISYNC_SAFE_MASTER: [&str; 3] = [
+    "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+    "SET GLOBAL rpl_semi_sync_master_timeout = 3600000",
+    "SET GLOBAL rpl_semi_sync_master_enabled = 1",
+];
+/// The replica side: acknowledge semi-sync (takes effect when the IO thread reconnects).
+pub const SEMISYNC_REPLICA_ON: &str = "SET GLOBAL rpl_semi_sync_slave_enabled = 1";
+
+/// Restarts the replication IO thread of a connection (a semi-sync setting then applies).
+pub fn restart_io_thread(connection_name: &str) -> [String; 2] {
+    let conn = if connection_name.is_empty() { String::new() } else { format!(" {}", quote(connection_name)) };
+    [format!("STOP SLAVE{conn} IO_THREAD"), format!("START SLAVE{conn} IO_THREAD")]
+}
+
 /// Sets the replica GTID position.
 pub fn set_slave_pos(pos: &str) -> String {
     format!("SET GLOBAL gtid_slave_pos = {}", quote(pos))

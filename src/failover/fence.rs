@@ -42,6 +42,37 @@ impl FailoverExecutor<'_> {
                 self.log(Level::Warn, &msg);
                 Ok(msg)
             }
+            WriteGuard::EnforceSemiSync { master, ref replicas } => {
+                for &i in replicas {
+                    let r = &st.servers[i];
+                    let mut c = self.admin(&cfg, &r.addr, old_flavor(r)).await?;
+                    let mut done = self.mutate(&mut c, "semi-sync replica on", sql::SEMISYNC_REPLICA_ON).await;
+                    for stmt in sql::restart_io_thread(&cfg.replication_source_name) {
+                        if done.is_ok() {
+                            done = self.mutate(&mut c, "restart the IO thread for semi-sync", &stmt).await;
+                        }
+                    }
+                    c.close().await;
+                    done?;
+                }
+                let m = &st.servers[master];
+                let mut c = self.admin(&cfg, &m.addr, old_flavor(m)).await?;
+                let mut done = Ok(());
+                for stmt in sql::SEMISYNC_SAFE_MASTER {
+                    if done.is_ok() {
+                        done = self.mutate(&mut c, "safe semi-sync on the master", stmt).await;
+                    }
+                }
+                c.close().await;
+                done?;
+                let msg = format!(
+                    "Semi-sync made safe on master {} (AFTER_SYNC, 1 h timeout){} (failover-semisync-enforce)",
+                    m.addr,
+                    if replicas.is_empty() { String::new() } else { format!(" and {} replica(s) acknowledging", replicas.len()) }
+                );
+                self.log(Level::Warn, &msg);
+                Ok(msg)
+            }
             WriteGuard::Reopen { master } => {
                 let s = &st.servers[master];
                 let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;

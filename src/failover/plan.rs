@@ -123,6 +123,9 @@ pub enum WriteGuard {
     /// The intended master answers but is read-only (it restarted with `read_only` from its
     /// configuration, or a fence of an aborted operation stayed): open it for writes.
     Reopen { master: usize },
+    /// `failover-semisync-enforce`: make semi-sync safe on the master and have `replicas` (its
+    /// replicas that do not acknowledge) acknowledge.
+    EnforceSemiSync { master: usize, replicas: Vec<usize> },
 }
 
 /// The write guards due on a snapshot: every reachable writable server that is not the
@@ -157,6 +160,28 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
     let other_writable = st.servers.iter().enumerate().any(|(i, s)| i != m && s.is_up() && s.snapshot.as_ref().is_some_and(|sn| !sn.read_only));
     if guards.is_empty() && reopen && !other_writable {
         guards.push(WriteGuard::Reopen { master: m });
+    }
+    if st.config.semisync_enforce {
+        let replicas: Vec<usize> = st
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != m && s.is_up() && !s.maintenance)
+            .filter(|(_, s)| {
+                s.snapshot.as_ref().is_some_and(|sn| {
+                    !sn.semi_sync_slave_enabled && sn.managed_replication(source).is_some_and(|r| same_server(&r.source(), &master.addr))
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let unsafe_master = master_snap.is_some_and(|sn| {
+            !sn.semi_sync_master_enabled
+                || !sn.semi_sync_wait_point.eq_ignore_ascii_case("AFTER_SYNC")
+                || sn.semi_sync_timeout_ms < crate::cluster::topology::SAFE_SEMI_SYNC_TIMEOUT_MS
+        });
+        if unsafe_master || !replicas.is_empty() {
+            guards.push(WriteGuard::EnforceSemiSync { master: m, replicas });
+        }
     }
     guards
 }
@@ -710,6 +735,21 @@ mod tests {
         // Not when it is down or in maintenance.
         st.servers[0].maintenance = true;
         assert_eq!(write_guards(&st), vec![]);
+    }
+
+    #[test]
+    fn safe_semi_sync_is_enforced_only_when_asked() {
+        let mut st = cluster("", vec![master("0-1-5"), Some(replica("0-1-5", "0-1-5"))]);
+        st.servers[0].state = ServerState::Master;
+        assert_eq!(write_guards(&st), vec![], "not enforced by default");
+        st.config.semisync_enforce = true;
+        assert_eq!(write_guards(&st), vec![WriteGuard::EnforceSemiSync { master: 0, replicas: vec![1] }]);
+        let m = st.servers[0].snapshot.as_mut().unwrap();
+        m.semi_sync_master_enabled = true;
+        m.semi_sync_wait_point = "AFTER_SYNC".into();
+        m.semi_sync_timeout_ms = crate::cluster::topology::SAFE_SEMI_SYNC_TIMEOUT_MS;
+        st.servers[1].snapshot.as_mut().unwrap().semi_sync_slave_enabled = true;
+        assert_eq!(write_guards(&st), vec![], "already safe");
     }
 
     #[test]
