@@ -51,6 +51,8 @@ struct GroupInner {
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     bootstrap: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// The raft HTTP client (authenticated like every raft RPC), for application questions.
+    client: reqwest::Client,
 }
 
 fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
@@ -157,7 +159,7 @@ impl RaftGroup {
                 peers: cfg.peers.clone(),
                 raft: raft.clone(),
                 node: node.clone(),
-                client,
+                client: client.clone(),
                 did_initialize: did_initialize.clone(),
             };
             Some(tokio::spawn(task.run()))
@@ -176,8 +178,21 @@ impl RaftGroup {
                 server: Mutex::new(Some((stop_tx, server))),
                 bootstrap: Mutex::new(bootstrap),
                 stopped: AtomicBool::new(false),
+                client,
             }),
         })
+    }
+
+    /// Installs the application's answers to its peers' questions ([`RaftGroup::ask`]).
+    pub fn set_app_handler(&self, handler: crate::network::AppHandler) {
+        self.inner.node.set_app_handler(handler);
+    }
+
+    /// Asks peer `peer` the application question `topic` over the raft channel (TLS and the
+    /// group secret apply), within `timeout`.
+    pub async fn ask(&self, peer: NodeId, topic: &str, body: &serde_json::Value, timeout: std::time::Duration) -> Result<serde_json::Value, String> {
+        let info = self.inner.cfg.peers.get(&peer).ok_or_else(|| format!("node {peer} is not a member"))?;
+        crate::network::client::ask(&self.inner.client, &self.inner.node, &info.raft_addr, topic, body, timeout).await
     }
 
     /// This node's id.

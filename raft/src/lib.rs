@@ -26,6 +26,7 @@ mod types;
 pub use config::{GroupConfig, GroupTls, DEFAULT_ELECTION_MAX_MS, DEFAULT_ELECTION_MIN_MS, DEFAULT_HEARTBEAT_MS};
 pub use error::{GroupError, NotLeader, WriteError};
 pub use group::RaftGroup;
+pub use network::AppHandler;
 pub use status::GroupStatus;
 pub use store::MAX_REMEMBERED_OPS;
 pub use types::{Command, CommandResult, KvOp, NodeId, NodeInfo};

@@ -337,6 +337,15 @@ async fn tls_group_forms_and_refuses_callers_without_a_group_certificate() {
         wait_for("replication over TLS", Duration::from_secs(10), || g.get("cfg/tls") == Some(json!(true))).await;
     }
 
+    // Application questions travel on the same authenticated channel.
+    let peer = *all.iter().find(|id| **id != leader).unwrap();
+    c.node(peer).set_app_handler(std::sync::Arc::new(|topic: &str, body: &serde_json::Value| {
+        (topic == "echo").then(|| json!({"echo": body.clone()}))
+    }));
+    let asked = c.node(leader).ask(peer, "echo", &json!({"x": 1}), Duration::from_secs(3)).await;
+    assert_eq!(asked, Ok(json!({"echo": {"x": 1}})));
+    assert!(c.node(leader).ask(peer, "unknown-topic", &json!({}), Duration::from_secs(3)).await.is_err());
+
     let addr = c.peers[&leader].raft_addr.clone();
     let body = json!({});
     let plain = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build().unwrap();

@@ -22,6 +22,9 @@ use crate::config::{NodeRole, ServerConfig};
 pub mod idempotency;
 use crate::cluster::records::PersistedCluster;
 
+/// The topic of the failure vote's question on the raft channel.
+const MASTER_VIEW: &str = "master-view";
+
 /// Key of the replicated API token signing key.
 const TOKEN_KEY: &str = "api/token-key";
 
@@ -254,40 +257,43 @@ impl ManagerGroup {
         }
     }
 
+    /// Answers the other managers' failure votes: `view(cluster)` is how this node sees the
+    /// cluster's master (`{"role","master","state"}`), asked over the raft channel.
+    pub fn serve_master_views(&self, view: impl Fn(&str) -> Option<Value> + Send + Sync + 'static) {
+        self.raft.set_app_handler(Arc::new(move |topic: &str, body: &Value| match topic {
+            MASTER_VIEW => view(body["cluster"].as_str()?),
+            _ => None,
+        }));
+    }
+
     /// Asks the other managers how they see `master` of `cluster`; returns (managers that
-    /// vote, managers that see it failed). A manager that does not answer abstains only when
-    /// raft also sees it down (no heartbeat acknowledged within the leader contact timeout);
-    /// a manager alive for raft that stays silent (its API port cut, say) counts as "not
-    /// failed", so a leader cut from its peers' APIs never decides alone.
+    /// vote, managers that see it failed). The question travels on the raft channel, so it is
+    /// authenticated like the raft RPC (TLS, secret). A manager that does not answer abstains
+    /// only when raft also sees it down (no heartbeat acknowledged within the leader contact
+    /// timeout); one alive for raft that stays silent counts as "not failed", so a leader never
+    /// decides alone because its peers cannot answer.
     pub async fn failed_votes(&self, cluster: &str, master: &str) -> (usize, usize) {
         let status = self.raft.status();
         let live_window = self.raft.config().leader_contact_timeout();
-        let asks = self
-            .peers_http
-            .iter()
-            .filter(|(_, (_, role))| *role == NodeRole::Manager)
-            .map(|(id, (addr, _))| {
-                let url = format!("http://{addr}/api/internal/clusters/{cluster}/master-view");
-                let client = self.http.clone();
-                let raft_alive = status.peer_ack_ms.get(id).is_some_and(|ms| u128::from(*ms) < live_window.as_millis());
-                let id = *id;
-                async move {
-                    let answer = async {
-                        let v: Value = client.get(&url).timeout(Duration::from_secs(1)).send().await.ok()?.json().await.ok()?;
-                        Some(v)
+        let body = serde_json::json!({ "cluster": cluster });
+        let asks = self.peers_http.iter().filter(|(_, (_, role))| *role == NodeRole::Manager).map(|(id, _)| {
+            let raft_alive = status.peer_ack_ms.get(id).is_some_and(|ms| u128::from(*ms) < live_window.as_millis());
+            let (id, body) = (*id, &body);
+            async move {
+                match self.raft.ask(id, MASTER_VIEW, body, Duration::from_secs(1)).await {
+                    Ok(v) if v["role"] == "arbitrator" => None,
+                    Ok(v) => Some(v["master"] == master && v["state"] == "Failed"),
+                    Err(e) if raft_alive => {
+                        tracing::warn!(node = id, error = %e, "manager alive for raft did not answer the failure vote: counted as not failed");
+                        Some(false)
                     }
-                    .await;
-                    match answer {
-                        Some(v) if v["role"] == "arbitrator" => None,
-                        Some(v) => Some(v["master"] == master && v["state"] == "Failed"),
-                        None if raft_alive => {
-                            tracing::warn!(node = id, "manager alive for raft did not answer the failure vote: counted as not failed");
-                            Some(false)
-                        }
-                        None => None,
+                    Err(e) => {
+                        tracing::info!(node = id, error = %e, "manager down for raft: abstains from the failure vote");
+                        None
                     }
                 }
-            });
+            }
+        });
         let answers: Vec<Option<bool>> = futures::future::join_all(asks).await;
         let answered = answers.iter().flatten().count();
         let failed = answers.iter().flatten().filter(|f| **f).count();

@@ -409,6 +409,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         jobs,
         status_cache: Arc::new(crate::actions::server_info::StatusCache::default()),
     });
+    // Peers ask this node's view of a master (failure vote) over the raft channel.
+    let viewer = Arc::downgrade(&backend);
+    group.serve_master_views(move |cluster| viewer.upgrade()?.master_view(cluster).and_then(|v| serde_json::to_value(v).ok()));
     let state = Arc::new(ApiState {
         backend: backend.clone(),
         keys: std::sync::RwLock::new(None),

@@ -85,6 +85,22 @@ enum HttpFailure {
     Network(String),
 }
 
+/// Asks peer `addr` the application question `topic` (see `NodeShared::answer`).
+pub(crate) async fn ask(
+    client: &reqwest::Client,
+    node: &NodeShared,
+    addr: &str,
+    topic: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    exchange::<serde_json::Value, serde_json::Value>(client, node, addr, &format!("/app/{topic}"), Some(body), timeout)
+        .await
+        .map_err(|e| match e {
+            HttpFailure::Unreachable(m) | HttpFailure::Network(m) => m,
+        })
+}
+
 /// POSTs (or GETs, without body) `path` on `addr` and decodes a JSON answer, within `timeout`.
 async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     client: &reqwest::Client,

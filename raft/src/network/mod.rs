@@ -9,7 +9,7 @@ pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,13 @@ pub(crate) struct NodeShared {
     started: Instant,
     /// The raft RPC runs over mutual TLS (`https` URLs).
     tls: bool,
+    /// The application's answer to `/app/{topic}` questions from peers.
+    app: std::sync::RwLock<Option<AppHandler>>,
 }
+
+/// Answers a peer's question on `topic` with `body` (from memory, no waiting); `None`: no
+/// answer for that topic.
+pub type AppHandler = Arc<dyn Fn(&str, &serde_json::Value) -> Option<serde_json::Value> + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -87,7 +93,19 @@ impl NodeShared {
             last_warn: Mutex::new(HashMap::new()),
             started: Instant::now(),
             tls,
+            app: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Installs the application's handler of peer questions.
+    pub(crate) fn set_app_handler(&self, handler: AppHandler) {
+        *self.app.write().unwrap_or_else(PoisonError::into_inner) = Some(handler);
+    }
+
+    /// Answers a peer's question, if the application handles the topic.
+    pub(crate) fn answer(&self, topic: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
+        let handler = self.app.read().unwrap_or_else(PoisonError::into_inner).clone()?;
+        handler(topic, body)
     }
 
     /// The scheme of this node's raft URLs.

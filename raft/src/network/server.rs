@@ -73,6 +73,7 @@ pub(crate) fn router(state: RpcState) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/transfer-leader", post(transfer_leader))
         .route("/raft/group-info", get(group_info))
+        .route("/app/{topic}", post(app_message))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_secret))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -144,6 +145,17 @@ async fn transfer_leader(
 ) -> Result<Json<Result<TransferLeaderResponse, RaftError>>, Refusal> {
     refuse_if_isolated(&state)?;
     Ok(Json(state.raft.handle_transfer_leader(req).await.map_err(RaftError::Fatal)))
+}
+
+/// A peer's question to the application (e.g. how this node sees a cluster's master): it
+/// travels on the raft channel, so it is authenticated like the raft RPC (TLS, secret).
+async fn app_message(
+    State(state): State<RpcState>,
+    axum::extract::Path(topic): axum::extract::Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    refuse_if_isolated(&state)?;
+    state.node.answer(&topic, &body).map(Json).ok_or((StatusCode::NOT_FOUND, format!("no answer for topic {topic}")))
 }
 
 async fn group_info(State(state): State<RpcState>) -> Result<Json<GroupInfo>, Refusal> {
