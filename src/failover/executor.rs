@@ -574,15 +574,27 @@ impl FailoverExecutor<'_> {
                 Err(FailoverError::new(ErrorKind::Failed, format!("{}: candidate {} is down", j.op_id, cand.addr)))
             }
             planner::ResumeStep::Abort => {
+                // The candidate replicates again if the previous leader stopped it.
+                let stopped = cand.snapshot.as_ref().and_then(|s| s.managed_replication(&cfg.replication_source_name)).is_some_and(|r| !r.is_running());
+                if stopped {
+                    let mut c = self.admin(&cfg, &cand.addr, old_flavor(&cand)).await?;
+                    let r = self.mutate(&mut c, "restart replication on the candidate", &sql::start_slave(&cfg.replication_source_name)).await;
+                    c.close().await;
+                    r?;
+                }
                 if j.kind == OpKind::Switchover {
-                    // The dead leader's lock went with its session; the old master is still the
-                    // master, only read-only: reopen it.
+                    // The old master is still the master, only read-only: its clients are cut
+                    // (a previous leader's session holding its global read lock with them),
+                    // then it is reopened.
                     let old = st.servers[m].clone();
                     if old.is_up() {
-                        let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
-                        let mut c = self.admin(&cfg, &old.addr, flavor).await?;
-                        self.mutate(&mut c, "reopen old master", sql::READ_ONLY_OFF).await?;
+                        let mut c = self.admin(&cfg, &old.addr, old_flavor(&old)).await?;
+                        let r = match self.kill_clients(&mut c).await {
+                            Ok(_) => self.mutate(&mut c, "reopen old master", sql::READ_ONLY_OFF).await,
+                            Err(e) => Err(e),
+                        };
                         c.close().await;
+                        r?;
                     }
                     j.status = OpStatus::RolledBack;
                 } else {
@@ -592,6 +604,16 @@ impl FailoverExecutor<'_> {
                 Ok(format!("{} {}", j.op_id, j.status))
             }
             planner::ResumeStep::Complete => {
+                // Never two writable masters: an old master that answers is fenced first (its
+                // clients killed, a previous leader's session holding its global read lock
+                // with them, then read_only).
+                let old = st.servers[m].clone();
+                if old.is_up() {
+                    let mut c = self.admin(&cfg, &old.addr, old_flavor(&old)).await?;
+                    let fenced = self.fence_server(&mut c, "fence old master (resume)").await;
+                    c.close().await;
+                    fenced?;
+                }
                 let mut record = j.evidence.clone();
                 if !writable {
                     self.promote(&cfg, w, record.semi_sync_cluster, &mut record).await?;
@@ -600,15 +622,16 @@ impl FailoverExecutor<'_> {
                 j.evidence = record.clone();
                 self.journal_with(&j, |st| st.intent = Some(cand.addr.clone())).await?;
                 if j.kind == OpKind::Switchover {
-                    let old = st.servers[m].clone();
+                    // The other replicas first: the old master last, so nothing waits on it.
+                    self.repoint_others(&cfg, m, w, &cand.addr).await;
                     if old.is_up() {
-                        let flavor = old.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+                        let flavor = old_flavor(&old);
                         let mut c = self.admin(&cfg, &old.addr, flavor).await?;
-                        self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await?;
+                        let r = self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await;
                         c.close().await;
+                        r?;
                         self.repoint(&cfg, &old.addr, flavor, &cand.addr).await?;
                     }
-                    self.repoint_others(&cfg, m, w, &cand.addr).await;
                     j.status = OpStatus::Done;
                     self.journal_with(&j, |st| {
                         st.crashes.push(record);
