@@ -494,3 +494,23 @@ async fn chaos_arbitrator_hands_over_to_the_live_manager_round_after_round() {
     );
     lab.finish();
 }
+
+/// The manager group over mutual TLS (raft-tls-cert/-key/-ca, no shared secret): the group
+/// forms, elects one active leader, and fails a dead master over (the failure vote travels on
+/// the TLS raft channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_tls_group_fails_over() {
+    let lab = GroupLab::start_tls(3, MANAGERS).await;
+    let l = leader(&lab).await;
+    let old = lab.sb.addr(1);
+    lab.sb.run(&["kill", "1"]);
+    let new = new_master_everywhere(&lab, &old, Duration::from_secs(40)).await;
+    crashes_converge(&lab, 1, Duration::from_secs(30)).await;
+    // Every raft listener speaks TLS only: a plain HTTP caller gets no answer.
+    for n in &lab.nodes {
+        let r = common::http().get(format!("http://127.0.0.1:{}/raft/group-info", n.raft_port)).send().await;
+        assert!(r.as_ref().map_or(true, |r| !r.status().is_success()), "node {} answered plain HTTP on its raft port: {r:?}", n.id);
+    }
+    report("tls-group", &format!("raft over mutual TLS, leader {l}; killed master {old}"), &format!("{new} agreed by every node"));
+    lab.finish();
+}

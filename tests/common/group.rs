@@ -152,6 +152,23 @@ impl GroupLab {
         extra: &[(&'static str, &str)],
         fault_env: &[(&str, &str)],
     ) -> GroupLab {
+        GroupLab::start_full(dbs, roles, isolable, extra, fault_env, false).await
+    }
+
+    /// As [`GroupLab::start`], the raft RPC over mutual TLS (a CA and one certificate per node,
+    /// generated in the lab's directory) and without the shared secret.
+    pub async fn start_tls(dbs: u16, roles: &[&'static str]) -> GroupLab {
+        GroupLab::start_full(dbs, roles, None, &[], &[], true).await
+    }
+
+    async fn start_full(
+        dbs: u16,
+        roles: &[&'static str],
+        isolable: Option<u64>,
+        extra: &[(&'static str, &str)],
+        fault_env: &[(&str, &str)],
+        tls: bool,
+    ) -> GroupLab {
         let sb = Sandbox::start(dbs, true);
         super::load::create_table(&sb, 1);
         let slot = super::slot();
@@ -164,6 +181,14 @@ impl GroupLab {
         let peers_http: Vec<String> = (0..n).map(|i| format!("{}=127.0.0.1:{}", i + 1, http_base + i)).collect();
         let arbitrators: Vec<String> =
             roles.iter().enumerate().filter(|(_, r)| **r == "arbitrator").map(|(i, _)| (i + 1).to_string()).collect();
+        let ca = tls.then(|| {
+            let key = rcgen::KeyPair::generate().expect("CA key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).expect("CA certificate");
+            std::fs::write(root.join("ca.pem"), cert.pem()).expect("write CA");
+            (key, cert)
+        });
         let mut nodes = Vec::new();
         for (i, role) in roles.iter().enumerate() {
             let id = i as u64 + 1;
@@ -181,8 +206,20 @@ impl GroupLab {
                 ("raft-peers", peers.join(",")),
                 ("raft-peers-http", peers_http.join(",")),
                 ("raft-arbitrators", arbitrators.join(",")),
-                ("raft-secret", format!("lab-secret-{slot}")),
             ];
+            match &ca {
+                None => defaults.push(("raft-secret", format!("lab-secret-{slot}"))),
+                Some((ca_key, ca_cert)) => {
+                    let key = rcgen::KeyPair::generate().expect("node key");
+                    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("node params");
+                    let cert = params.signed_by(&key, ca_cert, ca_key).expect("node certificate");
+                    std::fs::write(dir.join("raft.pem"), cert.pem()).expect("write cert");
+                    std::fs::write(dir.join("raft.key"), key.serialize_pem()).expect("write key");
+                    defaults.push(("raft-tls-cert", dir.join("raft.pem").display().to_string()));
+                    defaults.push(("raft-tls-key", dir.join("raft.key").display().to_string()));
+                    defaults.push(("raft-tls-ca", root.join("ca.pem").display().to_string()));
+                }
+            }
             for (k, v) in extra.iter().filter(|(k, _)| k.starts_with("raft-")) {
                 defaults.push((k, v.to_string()));
             }
