@@ -3,7 +3,7 @@
 
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
-use crate::db::sql::{self, Flavor};
+use crate::db::sql;
 use crate::failover::executor::{op_id, FailoverExecutor, InFailover};
 
 impl FailoverExecutor<'_> {
@@ -19,7 +19,7 @@ impl FailoverExecutor<'_> {
         // Every server must answer before anything is reset: never a half-done bootstrap.
         let mut conns = Vec::new();
         for srv in &st.servers {
-            let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let flavor = srv.flavor();
             match self.admin(&cfg, &srv.addr, flavor).await {
                 Ok(c) => conns.push(c),
                 Err(e) => return Err(FailoverError::new(ErrorKind::Failed, format!("Cannot bootstrap: {e}"))),
@@ -38,7 +38,7 @@ impl FailoverExecutor<'_> {
         }
         let maddr = st.servers[master].addr.clone();
         for (i, s) in st.servers.iter().enumerate() {
-            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let flavor = s.flavor();
             if i == master {
                 continue;
             }
@@ -46,14 +46,14 @@ impl FailoverExecutor<'_> {
         }
         if topology == "multi-master" && st.servers.len() >= 2 {
             let peer = if master == 0 { 1 } else { 0 };
-            let flavor = st.servers[master].snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let flavor = st.servers[master].flavor();
             let mut c = self.admin(&cfg, &maddr, flavor).await?;
             let cm = Self::change_master_sql(&cfg, &st.servers[peer].addr);
             self.mutate(&mut c, "change master to peer", &sql::change_master(flavor, &cm)).await?;
             self.mutate(&mut c, "start replication", &sql::start_slave(&cfg.replication_source_name)).await?;
             c.close().await;
         }
-        let flavor = st.servers[master].snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+        let flavor = st.servers[master].flavor();
         let mut c = self.admin(&cfg, &maddr, flavor).await?;
         self.mutate(&mut c, "open master for writes", sql::READ_ONLY_OFF).await?;
         c.close().await;
@@ -75,7 +75,7 @@ impl FailoverExecutor<'_> {
         let cfg = st.config.clone();
         let _busy = InFailover::enter(self.shared)?;
         for s in st.servers.iter().filter(|s| s.is_up()) {
-            let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+            let flavor = s.flavor();
             let mut c = self.admin(&cfg, &s.addr, flavor).await?;
             self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
             self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;

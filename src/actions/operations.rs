@@ -106,7 +106,7 @@ impl FailoverExecutor<'_> {
         let cfg = st.config.clone();
         let Some(i) = st.find_server(server) else { return Err(FailoverError::new(ErrorKind::NotFound, format!("Server Not Found: {server}"))) };
         let srv = st.servers[i].clone();
-        let flavor = srv.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+        let flavor = srv.flavor();
         let src = cfg.replication_source_name.clone();
         let statements: Vec<String> = match action {
             ServerAction::ToggleReadOnly => vec![sql::TOGGLE_READ_ONLY.to_string()],
@@ -261,7 +261,7 @@ impl FailoverExecutor<'_> {
         loop {
             let mut problems = Vec::new();
             for s in &st.servers {
-                let flavor = s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+                let flavor = s.flavor();
                 let Ok(mut c) = self.admin(&cfg, &s.addr, flavor).await else {
                     if s.addr != *old {
                         problems.push(format!("{} unreachable", s.addr));

@@ -30,10 +30,6 @@ pub struct LocalOrchestrator {
     root: PathBuf,
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host == "::1" || host.starts_with("127.")
-}
-
 impl LocalOrchestrator {
     /// Instances of `cluster` under `datadir`.
     pub fn new(datadir: &Path, cluster: &str) -> LocalOrchestrator {
@@ -49,7 +45,7 @@ impl LocalOrchestrator {
     }
 
     fn check_addr(addr: &HostPort) -> anyhow::Result<()> {
-        if !is_loopback(&addr.host) {
+        if !addr.is_loopback() {
             bail!("the local orchestrator only manages servers on this host (127.0.0.0/8); {addr} is not one");
         }
         Ok(())

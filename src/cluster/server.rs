@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::cluster::topology::ServerState;
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::probe::ServerSnapshot;
+use crate::db::sql::Flavor;
 
 /// The Go project's server id: `"db"` + decimal CRC-64/ECMA (as Go's `crc64.ECMA` table) of
 /// `host:port`, so ids match the ones existing dashboards and scripts know.
@@ -82,6 +83,11 @@ impl ServerRuntime {
             last_delay: None,
             read_only_bypass: None,
         }
+    }
+
+    /// The flavor the server was last seen with (MariaDB before its first probe).
+    pub fn flavor(&self) -> Flavor {
+        self.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor)
     }
 
     /// True when the last probe succeeded.

@@ -100,9 +100,7 @@ pub struct RaftTlsFiles {
 
 /// True for an `ip:port` or `host:port` on the loopback interface.
 fn is_loopback_addr(addr: &str) -> bool {
-    let host = HostPort::parse(addr).map(|h| h.host).unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+    HostPort::parse(addr).is_some_and(|h| h.is_loopback())
 }
 
 fn parse_id_map(s: &Section<'_>, key: &str) -> Result<Vec<(u64, String)>, ConfigError> {

@@ -59,6 +59,14 @@ impl HostPort {
     }
 }
 
+impl HostPort {
+    /// True when the host is on the loopback interface (`localhost`, `127.x`, `::1`).
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost" || host == "::1" || host.starts_with("127.")
+    }
+}
+
 impl std::fmt::Display for HostPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {

@@ -13,7 +13,6 @@ use crate::config::{ClusterConfig, HostPort};
 use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT, JOURNAL_KEPT};
 use crate::group::Coordinator;
 use crate::cluster::records::{OpKind, OpStatus};
-use crate::cluster::server::ServerRuntime;
 use crate::cluster::state::{ClusterState, SharedCluster};
 use crate::failover::plan::{self, FailoverStep};
 use crate::failover::planner;
@@ -78,11 +77,6 @@ impl Drop for InFailover<'_> {
     fn drop(&mut self) {
         self.0.write().in_failover = false;
     }
-}
-
-/// The flavor a server was last seen with (MariaDB before its first probe).
-pub(crate) fn old_flavor(s: &ServerRuntime) -> Flavor {
-    s.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor)
 }
 
 pub(crate) fn now_unix() -> u64 {
@@ -160,7 +154,7 @@ impl FailoverExecutor<'_> {
         let base = self.coord.load_raw(&name);
         let (state, out) = {
             let mut st = self.shared.write();
-            st.adopt_replicated(self.coord.load(&name));
+            st.adopt_replicated(base.clone().and_then(|v| crate::group::decode_cluster(&name, v)));
             let out = change(&mut st)?;
             st.pending_writes += 1;
             (st.to_persisted(), out)
@@ -273,7 +267,7 @@ impl FailoverExecutor<'_> {
                         let (term, node) = self.coord.epoch();
                         self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
                     }
-                    FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old_flavor(&old)).await {
+                    FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old.flavor()).await {
                         Ok(pos) => {
                             self.log(Level::Info, &format!("Old master {} fenced (read_only, clients killed) at {pos}", old.addr));
                             record.old_master_gtid = pos.clone();
@@ -447,7 +441,7 @@ impl FailoverExecutor<'_> {
     /// records its new coordinates in `record`.
     pub(crate) async fn promote(&self, cfg: &ClusterConfig, w: usize, semi_sync: bool, record: &mut CrashRecord) -> Result<(), FailoverError> {
         let cand = self.shared.read().servers[w].clone();
-        let flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |s| s.flavor);
+        let flavor = cand.flavor();
         let mut c = self.admin(cfg, &cand.addr, flavor).await?;
         if semi_sync {
             self.mutate(&mut c, "semi-sync master on", sql::SEMISYNC_MASTER_ON).await?;
@@ -473,7 +467,7 @@ impl FailoverExecutor<'_> {
         if already {
             return Ok(());
         }
-        match self.repoint(cfg, &s.addr, old_flavor(&s), new).await {
+        match self.repoint(cfg, &s.addr, s.flavor(), new).await {
             Ok(()) => {
                 self.log(Level::Info, &format!("Replica {} now replicates from {new}", s.addr));
                 Ok(())
@@ -577,7 +571,7 @@ impl FailoverExecutor<'_> {
                 // The candidate replicates again if the previous leader stopped it.
                 let stopped = cand.snapshot.as_ref().and_then(|s| s.managed_replication(&cfg.replication_source_name)).is_some_and(|r| !r.is_running());
                 if stopped {
-                    let mut c = self.admin(&cfg, &cand.addr, old_flavor(&cand)).await?;
+                    let mut c = self.admin(&cfg, &cand.addr, cand.flavor()).await?;
                     let r = self.mutate(&mut c, "restart replication on the candidate", &sql::start_slave(&cfg.replication_source_name)).await;
                     c.close().await;
                     r?;
@@ -588,7 +582,7 @@ impl FailoverExecutor<'_> {
                     // then it is reopened.
                     let old = st.servers[m].clone();
                     if old.is_up() {
-                        let mut c = self.admin(&cfg, &old.addr, old_flavor(&old)).await?;
+                        let mut c = self.admin(&cfg, &old.addr, old.flavor()).await?;
                         let r = match self.kill_clients(&mut c).await {
                             Ok(_) => self.mutate(&mut c, "reopen old master", sql::READ_ONLY_OFF).await,
                             Err(e) => Err(e),
@@ -609,7 +603,7 @@ impl FailoverExecutor<'_> {
                 // with them, then read_only).
                 let old = st.servers[m].clone();
                 if old.is_up() {
-                    let mut c = self.admin(&cfg, &old.addr, old_flavor(&old)).await?;
+                    let mut c = self.admin(&cfg, &old.addr, old.flavor()).await?;
                     let fenced = self.fence_server(&mut c, "fence old master (resume)").await;
                     c.close().await;
                     fenced?;
@@ -625,7 +619,7 @@ impl FailoverExecutor<'_> {
                     // The other replicas first: the old master last, so nothing waits on it.
                     self.repoint_others(&cfg, m, w, &cand.addr).await;
                     if old.is_up() {
-                        let flavor = old_flavor(&old);
+                        let flavor = old.flavor();
                         let mut c = self.admin(&cfg, &old.addr, flavor).await?;
                         let r = self.mutate(&mut c, "replica position from own binlog", sql::SLAVE_POS_FROM_CURRENT).await;
                         c.close().await;

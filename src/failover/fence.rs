@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::cluster::log::Level;
 use crate::db::sql;
 use crate::failover::error::OpResult;
-use crate::failover::executor::{old_flavor, FailoverExecutor};
+use crate::failover::executor::FailoverExecutor;
 use crate::failover::plan::{self, WriteGuard};
 
 impl FailoverExecutor<'_> {
@@ -29,7 +29,7 @@ impl FailoverExecutor<'_> {
             WriteGuard::Fence { server, master } => {
                 let s = &st.servers[server];
                 let started = Instant::now();
-                let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;
+                let mut c = self.admin(&cfg, &s.addr, s.flavor()).await?;
                 let killed = self.fence_server(&mut c, "fence a writable non-master").await;
                 c.close().await;
                 let killed = killed?;
@@ -45,7 +45,7 @@ impl FailoverExecutor<'_> {
             WriteGuard::EnforceSemiSync { master, ref replicas } => {
                 for &i in replicas {
                     let r = &st.servers[i];
-                    let mut c = self.admin(&cfg, &r.addr, old_flavor(r)).await?;
+                    let mut c = self.admin(&cfg, &r.addr, r.flavor()).await?;
                     let mut done = self.mutate(&mut c, "semi-sync replica on", sql::SEMISYNC_REPLICA_ON).await;
                     for stmt in sql::restart_io_thread(&cfg.replication_source_name) {
                         if done.is_ok() {
@@ -56,7 +56,7 @@ impl FailoverExecutor<'_> {
                     done?;
                 }
                 let m = &st.servers[master];
-                let mut c = self.admin(&cfg, &m.addr, old_flavor(m)).await?;
+                let mut c = self.admin(&cfg, &m.addr, m.flavor()).await?;
                 let mut done = Ok(());
                 for stmt in sql::SEMISYNC_SAFE_MASTER {
                     if done.is_ok() {
@@ -75,7 +75,7 @@ impl FailoverExecutor<'_> {
             }
             WriteGuard::Reopen { master } => {
                 let s = &st.servers[master];
-                let mut c = self.admin(&cfg, &s.addr, old_flavor(s)).await?;
+                let mut c = self.admin(&cfg, &s.addr, s.flavor()).await?;
                 let r = self.mutate(&mut c, "reopen the intended master", sql::READ_ONLY_OFF).await;
                 c.close().await;
                 r?;

@@ -10,9 +10,9 @@ use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT};
 use crate::cluster::topology::ServerState;
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::conn::AdminConn;
-use crate::db::sql::{self, Flavor};
+use crate::db::sql;
 use crate::cluster::records::{OpKind, OpStatus};
-use crate::failover::executor::{now_unix, old_flavor, op_id, FailoverExecutor, InFailover};
+use crate::failover::executor::{now_unix, op_id, FailoverExecutor, InFailover};
 use crate::db::probe::ServerSnapshot;
 use crate::failover::plan::{self, SwitchoverStep};
 
@@ -41,7 +41,7 @@ impl FailoverExecutor<'_> {
         let old = st.servers[m].clone();
         let Some(old_snap) = old.snapshot.clone() else { return Err(FailoverError::new(ErrorKind::BadRequest, "Master failed")) };
         let cand = st.servers[w].clone();
-        let cand_flavor = cand.snapshot.as_ref().map_or(Flavor::MariaDB, |x| x.flavor);
+        let cand_flavor = cand.flavor();
         for (name, why) in &plan.skipped {
             self.log(Level::Info, &format!("Election: {name} passed over: {why}"));
         }
@@ -140,7 +140,7 @@ impl FailoverExecutor<'_> {
                 SwitchoverStep::Repoint { server, wait_catch } => {
                     let s = &st.servers[*server];
                     if *wait_catch {
-                        if let Ok(mut c) = self.admin(&cfg, &s.addr, old_flavor(s)).await {
+                        if let Ok(mut c) = self.admin(&cfg, &s.addr, s.flavor()).await {
                             let wait = sql::master_gtid_wait(&pos, cfg.switchover_wait_catch.as_secs());
                             if c.value(&wait, cfg.switchover_wait_catch + Duration::from_secs(5)).await.ok().flatten().as_deref() != Some("0") {
                                 self.log(Level::Warn, &format!("Replica {} did not reach {pos} before repointing", s.addr));

@@ -375,7 +375,7 @@ impl Coordinator for ManagerGroup {
 }
 
 /// Decodes a replicated cluster state; an unreadable one is logged and treated as absent.
-fn decode_cluster(cluster: &str, v: Value) -> Option<PersistedCluster> {
+pub fn decode_cluster(cluster: &str, v: Value) -> Option<PersistedCluster> {
     match serde_json::from_value(v) {
         Ok(p) => Some(p),
         Err(e) => {
