@@ -17,7 +17,9 @@ static SLOT: AtomicU32 = AtomicU32::new(0);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time (cargo sets it for every test run): a test binary reused from a build
+    // in another checkout must still look at this one.
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// A per-test slot: distinct across tests of one process and (by pid) across processes.
