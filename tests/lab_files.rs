@@ -4,6 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The checkout under test, read at run time (a test binary may be reused from another one).
+fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -17,7 +22,7 @@ fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_example_config_is_valid() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let mut files = Vec::new();
     toml_files(&root.join("etc"), &mut files);
     assert!(files.len() >= 8, "expected the sample, sandbox and group examples: {files:?}");
@@ -43,7 +48,7 @@ fn every_example_config_is_valid() {
 
 #[test]
 fn vagrantfile_is_valid_ruby_when_ruby_is_installed() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let vf = root.join("Vagrantfile");
     let text = std::fs::read_to_string(&vf).unwrap();
     for needle in ["db1", "db2", "db3", "rm1", "rm2", "rm3", "scripts/lab-provision"] {

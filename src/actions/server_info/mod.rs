@@ -483,7 +483,7 @@ pub(crate) mod test_sandbox {
         }
 
         fn command(&self, args: &[&str]) -> Command {
-            let mut c = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sandbox"));
+            let mut c = Command::new(std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("scripts/sandbox"));
             c.args(args)
                 .env("SANDBOX_DIR", &self.dir)
                 .env("SANDBOX_BASE_PORT", self.base_port.to_string())
