@@ -897,6 +897,108 @@ async fn live_master_failover_with_max_connections_exhausted() {
     lab.finish();
 }
 
+/// Fencing 2a: an API failover of a live master under a writer whose account has SUPER. Since
+/// MariaDB 10.11 SUPER no longer carries READ_ONLY ADMIN, so `read_only` stops it; the fence
+/// (clients killed, read_only, a global read lock while the final position is read and the
+/// candidate catches up) leaves no acknowledged row behind and never two writable servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_master_failover_under_a_super_writer() {
+    let lab = Lab::start(3, &[]).await;
+    let old = lab.sb.addr(1);
+    lab.sb.sql(1, "CREATE OR REPLACE USER 'super_app'@'%' IDENTIFIED BY 'super_app'; GRANT SUPER ON *.* TO 'super_app'@'%'; GRANT ALL PRIVILEGES ON app.* TO 'super_app'@'%'");
+    let grants = lab.sb.sql(1, "SHOW GRANTS FOR 'super_app'@'%'");
+    assert!(grants.contains("SUPER") && !grants.contains("READ_ONLY ADMIN"), "unexpected grants: {grants}");
+    let load = WriteLoad::start_as(lab.ports(), 2_000_000, Duration::from_secs(3), ("super_app", "super_app"));
+    let sampler = WritableSampler::start(lab.ports());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (st, body) = lab.action("failover").await;
+    assert_eq!(st, 200, "failover of a live master under a SUPER writer: {body}\n{}", lab.m.log_text());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+    let (samples, dual) = sampler.stop().await;
+    assert!(samples >= 20, "only {samples} read_only samples taken");
+    assert!(dual.is_empty(), "two writable servers: {dual:?}");
+    let master = lab.master_url().await.expect("a master");
+    assert_ne!(master, old, "the failover answered 200 but the master did not change");
+    assert_eq!(read_only_of(lab.sb.port(1)).await, Some(1), "the old master is writable after the failover");
+    let mi = lab.index_of(&master);
+    assert!(report.acked.len() > 20, "the SUPER writer acknowledged only {} rows", report.acked.len());
+    assert!(report.ack_times.iter().any(|(_, p)| *p == lab.sb.port(mi)), "the SUPER writer never wrote on the new master");
+    assert_no_loss(&report.acked, &ids_on(&lab.sb, mi), "live-master failover under a SUPER writer");
+    assert!(lab.m.log_text().contains("global read lock held"), "the fence took no global read lock:\n{}", lab.m.log_text());
+    eprintln!(
+        "SUPER writer: failover answered {st}; {samples} samples, 0 with two writable; {} acknowledged ({} refused), 0 lost",
+        report.acked.len(),
+        report.refused
+    );
+    lab.finish();
+}
+
+/// Rejoin after a crash without a human (`autorejoin-semisync`). Semi-sync is made safe
+/// (`failover-semisync-enforce`: AFTER_SYNC, a one-hour timeout). The master is muted (every
+/// packet it sends dropped), so the writer's next commit reaches its binary log but no replica
+/// and no acknowledgement reaches the writer; then it is killed. The failover promotes a
+/// replica; when the old master restarts, its extra transaction is provably unacknowledged:
+/// it is rolled back with flashback, recorded as discarded in the crash record, and the old
+/// master rejoins as a replica. No acknowledged row is lost; never two writable servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crashed_master_with_unacknowledged_transactions_rejoins_by_itself() {
+    let lab = Lab::start(3, &[("failover-semisync-enforce", "true")]).await;
+    let safe = wait_until(Duration::from_secs(20), || async {
+        lab.sb.sql(1, "SELECT @@rpl_semi_sync_master_timeout") == "3600000" && !lab.alerts().await.contains("WARN0110")
+    })
+    .await;
+    assert!(safe, "semi-sync not made safe: {}", lab.alerts().await);
+    let old = lab.sb.addr(1);
+    let load = WriteLoad::start(lab.ports(), 5_000_000);
+    let sampler = WritableSampler::start(lab.ports());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A second client, connected before the mute, commits once the master is muted: its
+    // commit reaches the binary log, no replica and no answer.
+    let mut late = common::load::connect(lab.sb.port(1)).await.expect("late client connects");
+    lab.sb.run(&["mute", "1"]);
+    let late_write = tokio::spawn(async move {
+        use mysql_async::prelude::Queryable;
+        tokio::time::timeout(Duration::from_secs(5), late.query_drop("INSERT INTO app.t (id, port) VALUES (5999999, 0)")).await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let binlog_at_kill = lab.sb.sql(1, "SELECT @@gtid_binlog_pos");
+    lab.sb.run(&["kill", "1"]);
+    let late_acked = matches!(late_write.await, Ok(Ok(Ok(()))));
+    assert!(!late_acked, "the muted master acknowledged a commit");
+    // Muted until the failover is done: the dead master's kernel would otherwise still deliver
+    // the events queued on its replication sockets.
+    let new = lab.wait_new_master(&old, Duration::from_secs(30)).await;
+    lab.sb.run(&["heal"]);
+    let received = lab.crashes().await.last().map(|c| c["Details"]["elected_io_gtid"].as_str().unwrap_or("").to_string()).unwrap_or_default();
+    assert_ne!(binlog_at_kill, received, "the muted master wrote nothing no replica received: nothing to discard");
+    lab.sb.run(&["start-one", "1"]);
+    let rejoined = wait_until(Duration::from_secs(60), || async {
+        let discarded = lab.crashes().await.last().is_some_and(|c| c["Details"]["discarded_gtids"].as_array().is_some_and(|a| !a.is_empty()));
+        discarded && lab.all_replicating(&new, None).await
+    })
+    .await;
+    assert!(rejoined, "the old master did not rejoin after discarding its extra transactions: {}\n{}\n{}", lab.servers().await, lab.alerts().await, lab.m.log_text());
+    let report = load.stop().await;
+    let (samples, dual) = sampler.stop().await;
+    assert!(samples >= 20, "only {samples} read_only samples taken");
+    assert!(dual.is_empty(), "two writable servers: {dual:?}");
+    let log = lab.m.log_text();
+    assert!(log.contains("autorejoin-semisync"), "no autorejoin-semisync decision in the log:\n{log}");
+    let crash = lab.crashes().await.last().cloned().unwrap();
+    let ni = lab.index_of(&new);
+    assert_no_loss(&report.acked, &ids_on(&lab.sb, ni), "crash with unacknowledged transactions");
+    // The rolled-back old master replicates the new one: it converges to the same rows.
+    let same = wait_until(Duration::from_secs(20), || async { ids_on(&lab.sb, 1) == ids_on(&lab.sb, ni) }).await;
+    assert!(same, "the rejoined old master does not hold the new master's rows");
+    eprintln!(
+        "autorejoin-semisync: old master at {binlog_at_kill}, promoted replica had {received}, discarded {}; {samples} samples, 0 dual-writable; {} acknowledged, 0 lost",
+        crash["Details"]["discarded_gtids"],
+        report.acked.len()
+    );
+    lab.finish();
+}
+
 /// `failover-semisync-enforce`: the leader makes semi-sync safe on the master (AFTER_SYNC, a
 /// one-hour timeout) and on a replica that did not acknowledge, so WARN0110 (transactions at
 /// risk) goes away, and writes still commit since the replicas acknowledge.

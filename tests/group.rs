@@ -514,3 +514,140 @@ async fn chaos_tls_group_fails_over() {
     report("tls-group", &format!("raft over mutual TLS, leader {l}; killed master {old}"), &format!("{new} agreed by every node"));
     lab.finish();
 }
+
+/// Statements sent to sandbox server `i` since `since` (its own clock, `NOW(6)` format), from
+/// its `general_log` table: (time, account, statement), oldest first.
+fn logged_statements(lab: &GroupLab, i: u16, since: &str) -> Vec<(String, String, String)> {
+    let out = lab.sb.sql(
+        i,
+        &format!(
+            "SELECT DATE_FORMAT(event_time, '%Y-%m-%d %H:%i:%s.%f'), SUBSTRING_INDEX(user_host, '[', 1), \
+             LEFT(REPLACE(REPLACE(CONVERT(argument USING utf8mb4), '\\n', ' '), '\\t', ' '), 300) \
+             FROM mysql.general_log WHERE command_type IN ('Query', 'Execute') AND event_time >= '{since}' ORDER BY event_time"
+        ),
+    );
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some((f.next()?.to_string(), f.next()?.trim().to_string(), f.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// Whether a statement only reads or sets session state (probes, position waits, the session
+/// bounds every manager connection sets): everything else changes the server.
+fn only_reads(statement: &str) -> bool {
+    let s = statement.trim_start().to_ascii_uppercase();
+    // `SET STATEMENT <session bounds> FOR <statement>`: judged by the statement.
+    if let Some(rest) = s.strip_prefix("SET STATEMENT ").and_then(|r| r.split_once(" FOR ")).map(|(_, r)| r.to_string()) {
+        return only_reads(&rest);
+    }
+    ["SELECT", "SHOW", "SET SESSION", "SET NAMES", "SET @@SESSION", "SET CHARACTER_SET", "SET TIME_ZONE", "SET @"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// Fencing 4: the leader is cut from its peers (raft only: it still reaches every database)
+/// in the middle of a switchover, right after it fenced and locked the old master. Every
+/// manager has its own database account, so each server's `general_log` tells who sent what.
+/// A new leader rolls the switchover back; the deposed leader, which wakes up afterwards and
+/// still reaches the databases, sends no statement that changes a server once the new leader
+/// has acted (it goes on probing, as every node does). Under a write load and a read_only
+/// sampler: no acknowledged row lost, never two writable servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_leader_cut_mid_switchover_sends_nothing_after_the_new_leader_acts() {
+    let mut attempt = 0;
+    let lab = loop {
+        attempt += 1;
+        let lab = GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_FENCE_MS", "8000")]).await;
+        if leader(&lab).await == 1 {
+            break lab;
+        }
+        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
+        lab.finish();
+    };
+    let old = lab.sb.addr(1);
+    for i in 1..=lab.sb.count {
+        lab.sb.sql(i, "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
+    }
+    let load = WriteLoad::start(db_ports(&lab), 3_000_000);
+    let sampler = WritableSampler::start(db_ports(&lab));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let url = lab.nodes[0].url(&format!("/api/clusters/{}/actions/switchover", lab.cluster));
+    let token = lab.token.clone();
+    let call = tokio::spawn(async move {
+        let c = reqwest::Client::builder().timeout(Duration::from_secs(90)).no_proxy().build().unwrap();
+        match c.get(url).bearer_auth(token).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    });
+    let paused = wait_until(Duration::from_secs(30), || async { lab.nodes[0].log_text().contains("pausing after the old master was fenced") }).await;
+    assert!(paused, "the leader never fenced the old master: {}", lab.logs());
+    lab.cut_raft(1);
+    let cut_at = lab.sb.sql(1, "SELECT NOW(6)");
+    // Another node takes the lead and rolls the interrupted switchover back.
+    let chosen = std::sync::atomic::AtomicU64::new(0);
+    let rolled_back = wait_until(Duration::from_secs(40), || async {
+        let active = lab.active_nodes().await;
+        if active.len() != 1 || active[0] == 1 {
+            return false;
+        }
+        chosen.store(active[0], std::sync::atomic::Ordering::Relaxed);
+        let resumed = lab.nodes.iter().find(|n| n.id == active[0]).is_some_and(|n| n.log_text().contains("Resuming switchover"));
+        resumed && lab.sb.sql(1, "SELECT @@read_only") == "0"
+    })
+    .await;
+    let new_leader = chosen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(rolled_back, "no new leader rolled the switchover back: {}", lab.logs());
+    // The deposed leader wakes up, finds it has lost the lead, and gives up.
+    let (st, body) = tokio::time::timeout(Duration::from_secs(90), call).await.expect("switchover call").unwrap();
+    assert_ne!(st, 200, "the deposed leader reported a switchover: {body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = load.stop().await;
+    let (samples, dual) = sampler.stop().await;
+    let new_user = format!("rm{new_leader}");
+    let mut first_new: Option<String> = None;
+    let mut old_after = Vec::new();
+    let mut old_last: Option<String> = None;
+    let all: Vec<Vec<(String, String, String)>> = (1..=lab.sb.count).map(|i| logged_statements(&lab, i, &cut_at)).collect();
+    for (t, user, stmt) in all.iter().flatten() {
+        if *user == new_user && !only_reads(stmt) && first_new.as_ref().is_none_or(|f| t < f) {
+            first_new = Some(t.clone());
+        }
+    }
+    let first_new = first_new.unwrap_or_else(|| panic!("the new leader (node {new_leader}) changed no server: {}", lab.logs()));
+    for (i, rows) in all.iter().enumerate() {
+        for (t, user, stmt) in rows {
+            if user == "rm1" && !only_reads(stmt) {
+                if old_last.as_ref().is_none_or(|l| t > l) {
+                    old_last = Some(t.clone());
+                }
+                if *t >= first_new {
+                    old_after.push(format!("server {} at {t}: {stmt}", i + 1));
+                }
+            }
+        }
+    }
+    for i in 1..=lab.sb.count {
+        lab.sb.sql(i, "SET GLOBAL general_log = 0");
+    }
+    assert!(old_after.is_empty(), "the deposed leader changed servers after the new leader acted ({first_new}):\n{}", old_after.join("\n"));
+    assert!(samples >= 20, "only {samples} read_only samples taken");
+    assert!(dual.is_empty(), "two writable servers: {dual:?}");
+    assert_eq!(lab.master_seen_by(new_leader).await.as_deref(), Some(old.as_str()), "the rolled-back switchover moved the master");
+    let present = ids_on(&lab.sb, 1);
+    let lost: Vec<u64> = writes.acked.iter().filter(|id| !present.contains(id)).copied().collect();
+    assert!(lost.is_empty(), "{} acknowledged rows lost: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    lab.heal();
+    report(
+        "leader-cut-mid-switchover",
+        &format!("cut leader 1 from its raft peers (databases reachable) after it fenced {old}; node {new_leader} took over"),
+        &format!(
+            "cut at {cut_at}, new leader's first change {first_new}, deposed leader's last change {}; 0 changes by it afterwards; {samples} samples, 0 dual-writable; {} acknowledged, 0 lost; its call answered {st}",
+            old_last.unwrap_or_else(|| "none".into()),
+            writes.acked.len()
+        ),
+    );
+    lab.finish();
+}

@@ -230,6 +230,8 @@ pub struct CrashView {
 /// record's snake_case names, fields in alphabetical order.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CrashDetailsView {
+    /// Transactions of the old master rolled back when it rejoined (`autorejoin-semisync`).
+    pub discarded_gtids: Vec<String>,
     /// The replication domain compared.
     pub domain: u32,
     /// What the elected replica had received from the old master (`Gtid_IO_Pos`).
@@ -257,6 +259,11 @@ pub struct CrashDetailsView {
     pub old_master_semi_sync: bool,
     /// The old master had semi-sync enabled (the new one gets it too).
     pub semi_sync_cluster: bool,
+    /// Unix ms of the old master's last probe with no commit waiting for a semi-sync
+    /// acknowledgement, while it acknowledged none before a replica had it (0: no evidence).
+    pub semi_sync_idle_at_ms: u64,
+    /// The old master's `rpl_semi_sync_master_timeout` (ms) at its last probe.
+    pub semi_sync_timeout_ms: u64,
     pub switchover: bool,
     /// Why it ran (automatic failover, API request, ...).
     pub trigger: String,

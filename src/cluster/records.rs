@@ -38,6 +38,17 @@ pub struct CrashRecord {
     /// The old master had semi-sync enabled (the new one gets it too).
     #[serde(default)]
     pub semi_sync_cluster: bool,
+    /// Evidence that nothing the old master holds beyond `elected_io_gtid` was acknowledged
+    /// to a client: at its last probe it acknowledged no commit before a replica had it, and
+    /// it had no commit waiting at `semi_sync_idle_at_ms` (unix ms; 0: no such evidence), so
+    /// none could fall back to asynchronous before that time plus `semi_sync_timeout_ms`.
+    #[serde(default)]
+    pub semi_sync_idle_at_ms: u64,
+    #[serde(default)]
+    pub semi_sync_timeout_ms: u64,
+    /// Transactions of the old master rolled back when it rejoined (`autorejoin-semisync`).
+    #[serde(default)]
+    pub discarded_gtids: Vec<String>,
 }
 
 /// One failover or switchover as it runs: replicated before the first database mutation and

@@ -60,6 +60,12 @@ pub struct ServerRuntime {
     /// The last known `Seconds_Behind_Master` (kept when it turns NULL, e.g. after the master
     /// died, so a lagging replica stays known as lagging).
     pub last_delay: Option<u64>,
+    /// Unix ms of the last probe at which this server, as a semi-sync master that acknowledges
+    /// no commit before a replica has it ([`ServerSnapshot::semi_sync_acks_before_commit`]),
+    /// had no commit waiting for an acknowledgement. Every commit waiting later began after
+    /// it, so none can have run out its timeout (and been acknowledged without a replica)
+    /// before this time plus `rpl_semi_sync_master_timeout`. `None` when not so.
+    pub semi_sync_idle_at_ms: Option<u64>,
 }
 
 impl ServerRuntime {
@@ -82,6 +88,7 @@ impl ServerRuntime {
             hear_period: std::time::Duration::ZERO,
             last_delay: None,
             read_only_bypass: None,
+            semi_sync_idle_at_ms: None,
         }
     }
 

@@ -236,6 +236,11 @@ impl ClusterState {
                     srv.fail_count = 0;
                     srv.last_error = None;
                     srv.snapshot = Some(snap.clone());
+                    if !snap.semi_sync_acks_before_commit() {
+                        srv.semi_sync_idle_at_ms = None;
+                    } else if snap.semi_sync_wait_sessions == 0 {
+                        srv.semi_sync_idle_at_ms = snap.taken_at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as u64);
+                    }
                 }
                 Err(e) => {
                     srv.fail_count = srv.fail_count.saturating_add(1);

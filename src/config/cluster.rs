@@ -83,6 +83,10 @@ pub struct ClusterConfig {
     pub autorejoin_flashback: bool,
     /// `autorejoin-mysqldump` (default false).
     pub autorejoin_mysqldump: bool,
+    /// `autorejoin-semisync` (default true): roll back, with flashback, an old master's extra
+    /// transactions when semi-sync proves none of them was acknowledged (see
+    /// [`crate::failover::plan::plan_rejoin`]), and rejoin it.
+    pub autorejoin_semisync: bool,
     /// `force-slave-heartbeat-time` (seconds, default 3): MASTER_HEARTBEAT_PERIOD set on replicas.
     pub slave_heartbeat_time: u64,
     /// `force-slave-heartbeat-retry` (seconds, default 5): MASTER_CONNECT_RETRY set on replicas.
@@ -191,6 +195,7 @@ impl ClusterConfig {
             autorejoin: s.bool("autorejoin")?,
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,
+            autorejoin_semisync: s.bool("autorejoin-semisync")?,
             slave_heartbeat_time: s.uint("force-slave-heartbeat-time")?,
             slave_heartbeat_retry: s.uint("force-slave-heartbeat-retry")?,
             api_users,

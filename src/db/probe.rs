@@ -115,6 +115,11 @@ pub struct ServerSnapshot {
     pub semi_sync_timeout_ms: u64,
     /// `rpl_semi_sync_master_wait_point`: `AFTER_SYNC` or `AFTER_COMMIT`.
     pub semi_sync_wait_point: String,
+    /// `rpl_semi_sync_master_wait_no_slave`: with no replica connected the master still waits
+    /// for the timeout (ON) instead of turning asynchronous at once (OFF).
+    pub semi_sync_wait_no_slave: bool,
+    /// `Rpl_semi_sync_master_wait_sessions`: commits waiting for an acknowledgement now.
+    pub semi_sync_wait_sessions: u64,
     /// `Rpl_semi_sync_master_status`: the master is waiting for replica acks.
     pub semi_sync_master_status: bool,
     pub semi_sync_master_clients: u64,
@@ -169,6 +174,8 @@ impl ServerSnapshot {
             binlog_stalled: false,
             semi_sync_timeout_ms: 0,
             semi_sync_wait_point: String::new(),
+            semi_sync_wait_no_slave: true,
+            semi_sync_wait_sessions: 0,
             taken_at: SystemTime::now(),
             latency: Duration::ZERO,
         }
@@ -176,6 +183,14 @@ impl ServerSnapshot {
 }
 
 impl ServerSnapshot {
+    /// Semi-sync as a master that acknowledges no commit before a replica has received it,
+    /// for as long as its timeout has not run out: waiting for acknowledgements now
+    /// (`Rpl_semi_sync_master_status`), at `AFTER_SYNC` (with `AFTER_COMMIT` other sessions
+    /// see a commit before any replica has it), and waiting also with no replica connected.
+    pub fn semi_sync_acks_before_commit(&self) -> bool {
+        self.semi_sync_master_status && self.semi_sync_wait_point.eq_ignore_ascii_case("AFTER_SYNC") && self.semi_sync_wait_no_slave
+    }
+
     /// The replication connection the manager manages (`replication-source-name`).
     pub fn managed_replication(&self, source_name: &str) -> Option<&ReplicationStatus> {
         self.replications.iter().find(|r| r.connection_name == source_name)
@@ -345,6 +360,8 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
         semi_sync_slave_enabled: flag(10),
         semi_sync_timeout_ms: text(11).parse().unwrap_or(0),
         semi_sync_wait_point: text(12),
+        semi_sync_wait_no_slave: flag(13),
+        semi_sync_wait_sessions: stat_num("rpl_semi_sync_master_wait_sessions"),
         semi_sync_master_status: stat_on("rpl_semi_sync_master_status") || stat_on("rpl_semi_sync_source_status"),
         semi_sync_master_clients: stat_num("rpl_semi_sync_master_clients"),
         semi_sync_slave_status: stat_on("rpl_semi_sync_slave_status") || stat_on("rpl_semi_sync_replica_status"),

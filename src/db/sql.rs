@@ -33,12 +33,12 @@ pub fn monitor_variables(flavor: Flavor) -> &'static str {
             "SELECT @@read_only, @@gtid_binlog_pos, @@gtid_current_pos, @@gtid_slave_pos, \
              @@gtid_domain_id, @@gtid_strict_mode, @@log_bin, @@log_slave_updates, @@binlog_format, \
              @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, \
-             @@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_point"
+             @@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_point, @@rpl_semi_sync_master_wait_no_slave"
         }
         // MySQL has no MariaDB GTID positions; its executed set goes in the binlog slot.
         Flavor::MySQL => {
             "SELECT @@read_only, @@global.gtid_executed, @@global.gtid_executed, '', \
-             0, 0, @@log_bin, @@log_slave_updates, @@binlog_format, 0, 0, 0, ''"
+             0, 0, @@log_bin, @@log_slave_updates, @@binlog_format, 0, 0, 0, '', 0"
         }
     }
 }
@@ -46,6 +46,7 @@ pub fn monitor_variables(flavor: Flavor) -> &'static str {
 /// Status counters the monitor reads every tick (`Variable_name`, `Value` rows).
 pub const MONITOR_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
     ('Rpl_semi_sync_master_status','Rpl_semi_sync_slave_status','Rpl_semi_sync_master_clients',\
+     'Rpl_semi_sync_master_wait_sessions',\
      'Rpl_semi_sync_source_status','Rpl_semi_sync_replica_status',\
      'Slave_received_heartbeats','Threads_connected','Queries','Uptime')";
 

@@ -30,15 +30,17 @@ const FENCE_LOCK_WAIT_SECS: u64 = 1;
 /// How long a promoted replica may take to apply its relay log before the failover gives up.
 pub const RELAY_APPLY_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Fault-injection hook for the chaos tests (environment, never configuration): with
-/// `REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS` set, a failover pauses right after its
-/// "promoted" journal entry is replicated, so a test can kill the leader at that point and check
-/// that the next leader finishes the operation.
-async fn fault_pause_after_promote(op: &str) {
-    let Some(ms) = std::env::var("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS").ok().and_then(|v| v.parse::<u64>().ok()) else {
+/// Fault-injection hooks for the chaos tests (environment, never configuration): with the
+/// variable `var` set to a number of milliseconds, the operation pauses there, so a test can
+/// kill or isolate the leader at that point and check what the next leader does.
+/// `REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS`: a failover, right after its "promoted"
+/// journal entry is replicated. `REPLICATION_MANAGER_FAULT_PAUSE_AFTER_FENCE_MS`: a
+/// switchover, right after the old master is fenced and locked.
+pub(crate) async fn fault_pause(var: &str, what: &str, op: &str) {
+    let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) else {
         return;
     };
-    tracing::warn!(op, ms, "fault injection: pausing after the promotion was journaled");
+    tracing::warn!(op, ms, "fault injection: pausing {what}");
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
@@ -250,11 +252,15 @@ impl FailoverExecutor<'_> {
             switchover: false,
             trigger: trigger.to_string(),
             semi_sync_cluster: old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled),
+            semi_sync_idle_at_ms: old.snapshot.as_ref().filter(|s| s.semi_sync_acks_before_commit()).and(old.semi_sync_idle_at_ms).unwrap_or(0),
+            semi_sync_timeout_ms: old.snapshot.as_ref().map_or(0, |s| s.semi_sync_timeout_ms),
             ..Default::default()
         };
         let mut journal = self.new_journal(OpKind::Failover, trigger, &old.addr, &cand.addr, record.clone());
         // The old master's final position, once fenced: the candidate must reach it.
         let mut fenced_at: Option<String> = None;
+        // The fence connection holding the old master's global read lock, until the promotion.
+        let mut fence_lock: Option<AdminConn> = None;
         let mut repoint_errors = Vec::new();
         let op = record.id.clone();
         let outcome: OpResult = async {
@@ -268,10 +274,12 @@ impl FailoverExecutor<'_> {
                         self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
                     }
                     FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old.flavor()).await {
-                        Ok(pos) => {
-                            self.log(Level::Info, &format!("Old master {} fenced (read_only, clients killed) at {pos}", old.addr));
+                        Ok((pos, lock)) => {
+                            let how = if lock.is_some() { "read_only, clients killed, global read lock held" } else { "read_only, clients killed" };
+                            self.log(Level::Info, &format!("Old master {} fenced ({how}) at {pos}", old.addr));
                             record.old_master_gtid = pos.clone();
                             fenced_at = Some(pos);
+                            fence_lock = lock;
                         }
                         Err(e) => {
                             // A live master that cannot be fenced stays the master: never two writers.
@@ -315,7 +323,12 @@ impl FailoverExecutor<'_> {
                         journal.status = OpStatus::Promoted;
                         journal.evidence = record.clone();
                         self.journal_with(&journal, |st| st.intent = Some(cand.addr.clone())).await?;
-                        fault_pause_after_promote(&record.id).await;
+                        // The new master is decided and writable: the old one's read lock can go
+                        // (read_only stays, and fence on sight keeps it so).
+                        if let Some(c) = fence_lock.take() {
+                            c.close().await;
+                        }
+                        fault_pause("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS", "after the promotion was journaled", &record.id).await;
                     }
                     FailoverStep::Repoint { server } => {
                         if let Err(e) = self.repoint_server(&cfg, *server, &cand.addr).await {
@@ -333,17 +346,48 @@ impl FailoverExecutor<'_> {
         outcome.map_err(|e| e.in_op(&op))
     }
 
-    /// Fences a reachable master: `read_only`, every client connection killed, and its final
-    /// GTID position read (nothing more can be written there once this returns).
-    async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> OpResult {
+    /// Fences a reachable master: `read_only`, every client connection killed, then a global
+    /// read lock taken on the fence connection, and its final GTID position read under that
+    /// lock. `read_only` does not stop accounts with `READ_ONLY ADMIN` (WARN0112); the lock
+    /// does, so nothing can commit there past the position the candidate must reach. The
+    /// connection is returned holding the lock: the caller keeps it until the candidate is
+    /// promoted. When the lock cannot be had within the fence's lock wait (a statement that
+    /// will not yield), `read_only` and the kills stand and the connection comes back as `None`,
+    /// with a warning naming the accounts still able to write.
+    async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<(String, Option<AdminConn>), FailoverError> {
         let mut c = self.admin(cfg, addr, flavor).await?;
-        let fenced = self.fence_server(&mut c, "fence old master").await;
-        let pos = match fenced {
-            Ok(_) => c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await.map_err(FailoverError::from),
-            Err(e) => Err(e),
+        if let Err(e) = self.fence_server(&mut c, "fence old master").await {
+            c.close().await;
+            return Err(e);
+        }
+        let lock_deadline = Duration::from_secs(FENCE_LOCK_WAIT_SECS + 2);
+        let locked = match self.coord.check("fence old master: global read lock").await {
+            Ok(()) => c.exec_within(sql::FLUSH_TABLES_WITH_READ_LOCK, lock_deadline).await,
+            Err(why) => {
+                c.close().await;
+                return Err(FailoverError::from(why).at_step("fence old master: global read lock", self.coord.epoch().0));
+            }
         };
-        c.close().await;
-        Ok(pos?.unwrap_or_default())
+        if let Err(e) = &locked {
+            self.log(
+                Level::Warn,
+                &format!("Old master {addr}: no global read lock within {} s ({e}); read_only and the kills stand, accounts with READ_ONLY ADMIN could still write there", FENCE_LOCK_WAIT_SECS),
+            );
+            // A lock attempt past its deadline leaves the session unusable: read on a new one.
+            c.close().await;
+            c = self.admin(cfg, addr, flavor).await?;
+        }
+        match c.value(sql::GTID_BINLOG_POS, Duration::from_secs(5)).await {
+            Ok(pos) if locked.is_ok() => Ok((pos.unwrap_or_default(), Some(c))),
+            Ok(pos) => {
+                c.close().await;
+                Ok((pos.unwrap_or_default(), None))
+            }
+            Err(e) => {
+                c.close().await;
+                Err(FailoverError::from(e))
+            }
+        }
     }
 
     /// Runs a long step (a dump reload, a flashback, a restore) while this node stays the

@@ -109,8 +109,30 @@ pub enum RejoinPlan {
     Flashback { extra: String, then_dump: bool },
     /// It is ahead by `extra`: reload it from a dump of the new master.
     Dump { extra: String },
+    /// It is ahead by `extra`, and semi-sync proves no client was told they committed
+    /// (`autorejoin-semisync`): roll them back with flashback (then a dump if that fails and
+    /// `autorejoin-mysqldump` is on), and record them as discarded.
+    DiscardUnacknowledged { extra: String, then_dump: bool },
     /// It is ahead by `extra` and nothing may discard them: leave it read-only, quarantined.
     Quarantine { extra: String },
+}
+
+/// How long before the end of the semi-sync proof window an old master is still rolled back
+/// on its evidence: room for the clock of the probes and the rejoin's own duration.
+pub const SEMISYNC_PROOF_MARGIN_MS: u64 = 60_000;
+
+/// Whether the crash `record` proves, at unix ms `now_ms`, that none of the old master's
+/// transactions beyond what the promoted replica received was acknowledged to a client: it
+/// acknowledged no commit before a replica had received it (semi-sync on, `AFTER_SYNC`,
+/// waiting also with no replica) and, from a probe at which no commit was waiting, no
+/// commit can yet have waited out `rpl_semi_sync_master_timeout` and committed alone. A
+/// transaction acknowledged with semi-sync reached a replica, and the promoted replica had
+/// received the most of all (an unreachable replica that may have acknowledged more stops the
+/// failover, ERR00090).
+pub fn unacknowledged_proven(record: &CrashRecord, now_ms: u64) -> bool {
+    record.semi_sync_idle_at_ms > 0
+        && !record.switchover
+        && now_ms.saturating_add(SEMISYNC_PROOF_MARGIN_MS) < record.semi_sync_idle_at_ms.saturating_add(record.semi_sync_timeout_ms)
 }
 
 /// What the leader does this tick so that exactly the intended master is writable.
@@ -436,7 +458,7 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
 
 /// Decides how returning old master `i` rejoins, from its position and the crash record of the
 /// failover that replaced it.
-pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord) -> Option<RejoinPlan> {
+pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord, now_ms: u64) -> Option<RejoinPlan> {
     let snap = st.servers[i].snapshot.as_ref()?;
     if snap.flavor != Flavor::MariaDB {
         return None;
@@ -449,7 +471,9 @@ pub fn plan_rejoin(st: &ClusterState, i: usize, record: &CrashRecord) -> Option<
     let server_id = snap.gtid_binlog_pos.get(record.domain).map_or(snap.server_id, |g| g.server_id);
     let extra = format!("{}-{server_id}-{}..{mine}", record.domain, received + 1);
     let cfg = &st.config;
-    Some(if cfg.autorejoin_flashback {
+    Some(if cfg.autorejoin_semisync && unacknowledged_proven(record, now_ms) {
+        RejoinPlan::DiscardUnacknowledged { extra, then_dump: cfg.autorejoin_mysqldump }
+    } else if cfg.autorejoin_flashback {
         RejoinPlan::Flashback { extra, then_dump: cfg.autorejoin_mysqldump }
     } else if cfg.autorejoin_mysqldump {
         RejoinPlan::Dump { extra }
@@ -694,13 +718,37 @@ mod tests {
 
         let record = CrashRecord { domain: 0, elected_io_gtid: "0-1-20".into(), ..Default::default() };
         let mut st = cluster("", vec![Some(snap("0-1-20", "")), Some(replica("0-1-20", "0-1-20"))]);
-        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::AsReplica { position: 20, received: 20 }));
+        assert_eq!(plan_rejoin(&st, 0, &record, 0), Some(RejoinPlan::AsReplica { position: 20, received: 20 }));
         st.servers[0].snapshot = Some(snap("0-1-22", ""));
-        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        assert_eq!(plan_rejoin(&st, 0, &record, 0), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
         let st = cluster("autorejoin-flashback = true\nautorejoin-mysqldump = true", vec![Some(snap("0-1-22", "")), None]);
-        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Flashback { extra: "0-1-21..22".into(), then_dump: true }));
+        assert_eq!(plan_rejoin(&st, 0, &record, 0), Some(RejoinPlan::Flashback { extra: "0-1-21..22".into(), then_dump: true }));
         let st = cluster("autorejoin-mysqldump = true", vec![Some(snap("0-1-22", "")), None]);
-        assert_eq!(plan_rejoin(&st, 0, &record), Some(RejoinPlan::Dump { extra: "0-1-21..22".into() }));
+        assert_eq!(plan_rejoin(&st, 0, &record, 0), Some(RejoinPlan::Dump { extra: "0-1-21..22".into() }));
+    }
+
+    #[test]
+    fn semisync_evidence_discards_extra_transactions_only_inside_its_window() {
+        let hour = 3_600_000;
+        let proven = CrashRecord { domain: 0, elected_io_gtid: "0-1-20".into(), semi_sync_idle_at_ms: 1_000_000, semi_sync_timeout_ms: hour, ..Default::default() };
+        let st = cluster("", vec![Some(snap("0-1-22", "")), None]);
+        let discard = Some(RejoinPlan::DiscardUnacknowledged { extra: "0-1-21..22".into(), then_dump: false });
+        assert_eq!(plan_rejoin(&st, 0, &proven, 1_000_000 + 10_000), discard);
+        // Past the window (less the margin) a waiting commit may have run out its timeout.
+        assert_eq!(plan_rejoin(&st, 0, &proven, 1_000_000 + hour - SEMISYNC_PROOF_MARGIN_MS), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        // No evidence, a switchover, or the key off: quarantined.
+        let none = CrashRecord { semi_sync_idle_at_ms: 0, ..proven.clone() };
+        assert_eq!(plan_rejoin(&st, 0, &none, 1_010_000), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        let switchover = CrashRecord { switchover: true, ..proven.clone() };
+        assert_eq!(plan_rejoin(&st, 0, &switchover, 1_010_000), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        let off = cluster("autorejoin-semisync = false", vec![Some(snap("0-1-22", "")), None]);
+        assert_eq!(plan_rejoin(&off, 0, &proven, 1_010_000), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        // A short timeout gives no window at all.
+        let short = CrashRecord { semi_sync_timeout_ms: 1000, ..proven.clone() };
+        assert_eq!(plan_rejoin(&st, 0, &short, 1_000_100), Some(RejoinPlan::Quarantine { extra: "0-1-21..22".into() }));
+        // Behind or level: a replica, whatever the evidence.
+        let st = cluster("", vec![Some(snap("0-1-20", "")), None]);
+        assert_eq!(plan_rejoin(&st, 0, &proven, 1_010_000), Some(RejoinPlan::AsReplica { position: 20, received: 20 }));
     }
 
     #[test]

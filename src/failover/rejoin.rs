@@ -25,7 +25,8 @@ impl FailoverExecutor<'_> {
         let Some(m) = st.master else { return Err(FailoverError::new(ErrorKind::Conflict, "no master to rejoin")) };
         let srv = st.servers[i].clone();
         let Some(snap) = srv.snapshot.clone() else { return Err(FailoverError::new(ErrorKind::Conflict, "server is down")) };
-        let Some(decision) = plan::plan_rejoin(&st, i, record) else { return Err(FailoverError::new(ErrorKind::Conflict, "server is down")) };
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let Some(decision) = plan::plan_rejoin(&st, i, record, now_ms) else { return Err(FailoverError::new(ErrorKind::Conflict, "server is down")) };
         let new_master = st.servers[m].addr.clone();
         match decision {
             RejoinPlan::Flashback { extra, then_dump } => {
@@ -41,6 +42,36 @@ impl FailoverExecutor<'_> {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            RejoinPlan::DiscardUnacknowledged { extra, then_dump } => {
+                self.log(
+                    Level::Warn,
+                    &format!(
+                        "Old master {} holds transactions no replica received ({extra}); semi-sync proves none was acknowledged \
+                         (AFTER_SYNC, no commit waiting at {} ms, timeout {} ms): rolling them back (autorejoin-semisync)",
+                        srv.addr, record.semi_sync_idle_at_ms, record.semi_sync_timeout_ms
+                    ),
+                );
+                let done = match self.rejoin_by_flashback(&cfg, &srv.addr, snap.flavor, &new_master, record).await {
+                    Ok(msg) => msg,
+                    Err(e) if then_dump => {
+                        self.log(Level::Error, &format!("Flashback of {} failed, trying a dump: {}", srv.addr, e.message));
+                        self.reseed_by_dump(&cfg, &srv.addr, snap.flavor, &new_master).await?
+                    }
+                    Err(e) => return Err(e),
+                };
+                // The discarded transactions stay on record, replicated with the crash.
+                let id = record.id.clone();
+                let discarded = extra.clone();
+                self.commit(&format!("{id}:discarded"), move |st| {
+                    if let Some(c) = st.crashes.iter_mut().find(|c| c.id == id) {
+                        c.discarded_gtids = vec![discarded];
+                    }
+                    Ok(())
+                })
+                .await?;
+                self.log(Level::Warn, &format!("Discarded unacknowledged transactions {extra} of old master {} (autorejoin-semisync)", srv.addr));
+                Ok(done)
             }
             RejoinPlan::Dump { extra } => {
                 self.log(

@@ -12,7 +12,7 @@ use crate::config::{ClusterConfig, HostPort};
 use crate::db::conn::AdminConn;
 use crate::db::sql;
 use crate::cluster::records::{OpKind, OpStatus};
-use crate::failover::executor::{now_unix, op_id, FailoverExecutor, InFailover};
+use crate::failover::executor::{fault_pause, now_unix, op_id, FailoverExecutor, InFailover};
 use crate::db::probe::ServerSnapshot;
 use crate::failover::plan::{self, SwitchoverStep};
 
@@ -91,6 +91,7 @@ impl FailoverExecutor<'_> {
                         Err(e) => return Err(self.undo_switchover(oldc, None, &old.addr, e, &mut journal).await),
                     }
                     self.log(Level::Info, &format!("Old master {} fenced at gtid_binlog_pos {pos}", old.addr));
+                    fault_pause("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_FENCE_MS", "after the old master was fenced", &record.id).await;
                 }
                 SwitchoverStep::WaitCaughtUp => {
                     let mut c = match self.admin(&cfg, &cand.addr, cand_flavor).await {
@@ -267,11 +268,17 @@ impl FailoverExecutor<'_> {
             c.close().await;
         }
         // Releasing this session's own global read lock lets nothing in: read_only is still on.
-        if let Err(e) = oldc.exec(sql::UNLOCK_TABLES).await {
-            undo_errors.push(e.to_string());
-        }
-        if let Err(e) = self.mutate(&mut oldc, "undo: reopen old master", sql::READ_ONLY_OFF).await {
-            undo_errors.push(e.to_string());
+        // A node that lost the lead sends nothing: closing the session releases the lock.
+        match self.coord.check("undo: release lock").await {
+            Ok(()) => {
+                if let Err(e) = oldc.exec(sql::UNLOCK_TABLES).await {
+                    undo_errors.push(e.to_string());
+                }
+                if let Err(e) = self.mutate(&mut oldc, "undo: reopen old master", sql::READ_ONLY_OFF).await {
+                    undo_errors.push(e.to_string());
+                }
+            }
+            Err(why) => undo_errors.push(format!("not acting on databases (undo): {why}")),
         }
         oldc.close().await;
         let msg = if undo_errors.is_empty() {

@@ -178,6 +178,7 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
 /// The full evidence of a crash record, under its own names.
 fn crash_details(c: &crate::cluster::records::CrashRecord) -> CrashDetailsView {
     CrashDetailsView {
+        discarded_gtids: c.discarded_gtids.clone(),
         domain: c.domain,
         elected_io_gtid: c.elected_io_gtid.clone(),
         elected_master: c.elected_master.clone(),
@@ -193,6 +194,8 @@ fn crash_details(c: &crate::cluster::records::CrashRecord) -> CrashDetailsView {
         old_master_log_pos: c.old_master_log_pos.clone(),
         old_master_semi_sync: c.old_master_semi_sync,
         semi_sync_cluster: c.semi_sync_cluster,
+        semi_sync_idle_at_ms: c.semi_sync_idle_at_ms,
+        semi_sync_timeout_ms: c.semi_sync_timeout_ms,
         switchover: c.switchover,
         trigger: c.trigger.clone(),
         unix_timestamp: c.unix_timestamp,
@@ -470,6 +473,9 @@ mod tests {
             switchover: true,
             trigger: "API switchover by admin".into(),
             semi_sync_cluster: true,
+            semi_sync_idle_at_ms: 1_796_000_000_123,
+            semi_sync_timeout_ms: 3_600_000,
+            discarded_gtids: vec!["0-1-11..12".into()],
         };
         // `Details` is the record itself, byte for byte (a field added to the record fails here).
         let record = serde_json::to_string(&c).unwrap();

@@ -152,13 +152,26 @@ impl GroupLab {
         extra: &[(&'static str, &str)],
         fault_env: &[(&str, &str)],
     ) -> GroupLab {
-        GroupLab::start_full(dbs, roles, isolable, extra, fault_env, false).await
+        GroupLab::start_full(dbs, roles, isolable, extra, fault_env, false, false).await
+    }
+
+    /// As [`GroupLab::start_with_env`], every manager with a database account of its own
+    /// (`rm<id>`, password the same), so a server's `general_log` tells which manager sent
+    /// each statement.
+    pub async fn start_with_own_accounts(
+        dbs: u16,
+        roles: &[&'static str],
+        isolable: Option<u64>,
+        extra: &[(&'static str, &str)],
+        fault_env: &[(&str, &str)],
+    ) -> GroupLab {
+        GroupLab::start_full(dbs, roles, isolable, extra, fault_env, false, true).await
     }
 
     /// As [`GroupLab::start`], the raft RPC over mutual TLS (a CA and one certificate per node,
     /// generated in the lab's directory) and without the shared secret.
     pub async fn start_tls(dbs: u16, roles: &[&'static str]) -> GroupLab {
-        GroupLab::start_full(dbs, roles, None, &[], &[], true).await
+        GroupLab::start_full(dbs, roles, None, &[], &[], true, false).await
     }
 
     async fn start_full(
@@ -168,9 +181,23 @@ impl GroupLab {
         extra: &[(&'static str, &str)],
         fault_env: &[(&str, &str)],
         tls: bool,
+        own_accounts: bool,
     ) -> GroupLab {
         let sb = Sandbox::start(dbs, true);
         super::load::create_table(&sb, 1);
+        if own_accounts {
+            for i in 1..=dbs {
+                for id in 1..=roles.len() {
+                    sb.sql(
+                        i,
+                        &format!(
+                            "SET SESSION sql_log_bin = 0; CREATE OR REPLACE USER 'rm{id}'@'%' IDENTIFIED BY 'rm{id}'; \
+                             GRANT ALL PRIVILEGES ON *.* TO 'rm{id}'@'%' WITH GRANT OPTION"
+                        ),
+                    );
+                }
+            }
+        }
         let slot = super::slot();
         let root = temp_dir("group", slot);
         let n = roles.len() as u16;
@@ -224,6 +251,10 @@ impl GroupLab {
                 defaults.push((k, v.to_string()));
             }
             let mut keys = super::cluster_keys(&sb);
+            if own_accounts {
+                keys.retain(|(k, _)| *k != "db-servers-credential");
+                keys.push(("db-servers-credential", format!("rm{id}:rm{id}")));
+            }
             keys.push(("failover-mode", "automatic".to_string()));
             keys.push(("failover-limit", "0".to_string()));
             keys.push(("failover-falsepositive-ping-counter", "3".to_string()));
@@ -307,23 +338,33 @@ impl GroupLab {
 
     /// Cuts node `id` from its peers' raft listeners (both ways) and from the databases.
     pub fn isolate(&self, id: u64) {
+        self.isolate_from(id, true);
+    }
+
+    /// Cuts node `id` from its peers' raft listeners (both ways) only: it still reaches the
+    /// databases, the case where a deposed leader could still send them statements.
+    pub fn cut_raft(&self, id: u64) {
+        self.isolate_from(id, false);
+    }
+
+    fn isolate_from(&self, id: u64, databases_too: bool) {
         let n = self.nodes.iter().find(|n| n.id == id).expect("node");
         let uid = n.uid.expect("node started isolable");
         let raft_ports: Vec<String> = self.nodes.iter().map(|x| x.raft_port.to_string()).collect();
         let db_ports: Vec<String> = (1..=self.sb.count).map(|i| self.sb.port(i).to_string()).collect();
+        let db_rule = if databases_too { format!("meta skuid {uid} tcp dport {{ {} }} drop\n", db_ports.join(", ")) } else { String::new() };
         let t = &self.nft_table;
         let rules = format!(
             "table inet {t} {{\n\
                chain out {{ type filter hook output priority -150; policy accept;\n\
                  meta skuid {uid} tcp dport {{ {} }} drop\n\
-                 meta skuid {uid} tcp dport {{ {} }} drop\n\
+                 {db_rule}\
                }}\n\
                chain in {{ type filter hook input priority -150; policy accept;\n\
                  tcp dport {} drop\n\
                }}\n\
              }}\n",
             raft_ports.join(", "),
-            db_ports.join(", "),
             n.raft_port
         );
         let mut child = Command::new("nft").arg("-f").arg("-").stdin(Stdio::piped()).spawn().expect("nft");

@@ -33,11 +33,16 @@ pub struct WriteLoad {
 
 /// A connection as the application user (`app`, fenced by `read_only`).
 pub async fn connect(port: u16) -> Option<Conn> {
+    connect_as(port, "app", "app").await
+}
+
+/// A connection as `user`.
+pub async fn connect_as(port: u16, user: &str, password: &str) -> Option<Conn> {
     let opts = OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
-        .user(Some("app"))
-        .pass(Some("app"))
+        .user(Some(user))
+        .pass(Some(password))
         .prefer_socket(false);
     tokio::time::timeout(Duration::from_millis(800), Conn::new(opts)).await.ok()?.ok()
 }
@@ -51,6 +56,11 @@ impl WriteLoad {
     /// The same, each INSERT waiting up to `statement_timeout` for its answer (a long one keeps
     /// a commit waiting for a semi-sync acknowledgement instead of giving up).
     pub fn start_with(ports: Vec<u16>, first_id: u64, statement_timeout: Duration) -> WriteLoad {
+        WriteLoad::start_as(ports, first_id, statement_timeout, ("app", "app"))
+    }
+
+    /// The same as the account `(user, password)`.
+    pub fn start_as(ports: Vec<u16>, first_id: u64, statement_timeout: Duration, account: (&'static str, &'static str)) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = tokio::spawn(async move {
@@ -62,7 +72,7 @@ impl WriteLoad {
             while !s.load(Ordering::Relaxed) {
                 let port = ports[current % ports.len()];
                 if conn.is_none() {
-                    conn = connect(port).await;
+                    conn = connect_as(port, account.0, account.1).await;
                     if conn.is_none() {
                         current += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
