@@ -651,3 +651,110 @@ async fn chaos_leader_cut_mid_switchover_sends_nothing_after_the_new_leader_acts
     );
     lab.finish();
 }
+
+/// Fencing 4, the long step: the leader is cut from its raft peers (it still reaches every
+/// database) while it reloads a replica from a dump of the master (`reseed/logicalmaster`),
+/// the reload held at its first statement by a table lock on the replica. Within its
+/// leadership re-check it stops the reload (its client processes die, and the server drops
+/// the statement they left waiting); once another node is active, no statement of the deposed
+/// leader changes any server, also after the lock is released (the replica keeps its data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_leader_cut_mid_reseed_stops_the_reload() {
+    use mysql_async::prelude::Queryable;
+    let mut attempt = 0;
+    let lab = loop {
+        attempt += 1;
+        let lab = GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[]).await;
+        if leader(&lab).await == 1 {
+            break lab;
+        }
+        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
+        lab.finish();
+    };
+    for i in 1..=lab.sb.count {
+        lab.sb.sql(i, "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
+    }
+    // A table replication leaves alone, so locking it blocks the reload and not the replica.
+    lab.sb.sql(1, "CREATE TABLE app.held (id INT PRIMARY KEY); INSERT INTO app.held VALUES (1), (2), (3)");
+    let load = WriteLoad::start(db_ports(&lab), 6_000_000);
+    let sampler = WritableSampler::start(db_ports(&lab));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The test's own session on replica 3 holds a lock the reload's first statement waits for.
+    let opts = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(lab.sb.port(3)).user(Some("repman")).pass(Some("repman")).prefer_socket(false);
+    let mut holder = mysql_async::Conn::new(opts).await.expect("lock holder connects");
+    let replicated = wait_until(Duration::from_secs(10), || async { lab.sb.sql(3, "SELECT COUNT(*) FROM app.held") == "3" }).await;
+    assert!(replicated, "app.held did not reach replica 3");
+    holder.query_drop("LOCK TABLES app.held READ").await.expect("lock app.held");
+    let target = lab.sb.addr(3);
+    let (st, body) = lab.nodes[0].get(&format!("/api/clusters/{}/servers/{target}/actions/reseed/logicalmaster", lab.cluster), &lab.token).await.expect("reseed answer");
+    assert_eq!(st, 200, "reseed refused: {body}");
+    let blocked = wait_until(Duration::from_secs(30), || async {
+        lab.sb.sql(3, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'rm1' AND STATE LIKE 'Waiting for%metadata lock'") != "0"
+    })
+    .await;
+    assert!(blocked, "the reload never waited on the lock: {}", lab.logs());
+    let cut_at = lab.sb.sql(3, "SELECT NOW(6)");
+    lab.cut_raft(1);
+    let chosen = std::sync::atomic::AtomicU64::new(0);
+    let took_over = wait_until(Duration::from_secs(30), || async {
+        let active = lab.active_nodes().await;
+        if active.len() == 1 && active[0] != 1 {
+            chosen.store(active[0], std::sync::atomic::Ordering::Relaxed);
+            return true;
+        }
+        false
+    })
+    .await;
+    assert!(took_over, "no other node became active: {}", lab.logs());
+    let new_leader = chosen.load(std::sync::atomic::Ordering::Relaxed);
+    let active_at = lab.sb.sql(3, "SELECT NOW(6)");
+    let stopped = wait_until(Duration::from_secs(20), || async { lab.nodes[0].log_text().contains("stopped: this node lost the lead") }).await;
+    assert!(stopped, "the deposed leader did not stop its reload: {}", lab.logs());
+    let gone = wait_until(Duration::from_secs(10), || async {
+        lab.sb.sql(3, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'rm1' AND STATE LIKE 'Waiting for%metadata lock'") == "0"
+    })
+    .await;
+    assert!(gone, "the reload's statement still waits on the server after its client was stopped");
+    let rows_before = lab.sb.sql(3, "SELECT COUNT(*) FROM app.held");
+    holder.query_drop("UNLOCK TABLES").await.expect("unlock");
+    drop(holder);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = load.stop().await;
+    let (samples, dual) = sampler.stop().await;
+    assert_eq!(lab.sb.sql(3, "SHOW DATABASES LIKE 'app'"), "app", "the stopped reload dropped the replica's database");
+    assert_eq!(lab.sb.sql(3, "SELECT COUNT(*) FROM app.held"), rows_before, "the stopped reload changed the replica's data");
+    let mut changes_after = Vec::new();
+    let mut last_change: Option<String> = None;
+    for i in 1..=lab.sb.count {
+        for (t, user, stmt) in logged_statements(&lab, i, &cut_at) {
+            if user == "rm1" && !only_reads(&stmt) {
+                if last_change.as_ref().is_none_or(|l| t > *l) {
+                    last_change = Some(t.clone());
+                }
+                if t >= active_at {
+                    changes_after.push(format!("server {i} at {t}: {stmt}"));
+                }
+            }
+        }
+    }
+    for i in 1..=lab.sb.count {
+        lab.sb.sql(i, "SET GLOBAL general_log = 0");
+    }
+    assert!(changes_after.is_empty(), "the deposed leader changed servers after node {new_leader} became active ({active_at}):\n{}", changes_after.join("\n"));
+    assert!(samples >= 20, "only {samples} read_only samples taken");
+    assert!(dual.is_empty(), "two writable servers: {dual:?}");
+    let present = ids_on(&lab.sb, 1);
+    let lost: Vec<u64> = writes.acked.iter().filter(|id| !present.contains(id)).copied().collect();
+    assert!(lost.is_empty(), "{} acknowledged rows lost: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    lab.heal();
+    report(
+        "leader-cut-mid-reseed",
+        &format!("cut leader 1 from its raft peers while its reload of {target} waited on a lock; node {new_leader} became active"),
+        &format!(
+            "cut at {cut_at}, new leader active at {active_at}, deposed leader's last change {}; 0 changes by it afterwards, the replica's data intact after the lock was released; {samples} samples, 0 dual-writable; {} acknowledged, 0 lost",
+            last_change.unwrap_or_else(|| "none".into()),
+            writes.acked.len()
+        ),
+    );
+    lab.finish();
+}
