@@ -353,7 +353,7 @@ impl FailoverExecutor<'_> {
     /// connection is returned holding the lock: the caller keeps it until the candidate is
     /// promoted. When the lock cannot be had within the fence's lock wait (a statement that
     /// will not yield), `read_only` and the kills stand and the connection comes back as `None`,
-    /// with a warning naming the accounts still able to write.
+    /// with a warning in the cluster log.
     async fn fence_live_master(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor) -> Result<(String, Option<AdminConn>), FailoverError> {
         let mut c = self.admin(cfg, addr, flavor).await?;
         if let Err(e) = self.fence_server(&mut c, "fence old master").await {
