@@ -109,7 +109,17 @@ async fn every_cli_subcommand_against_a_real_manager() {
         ("prov-db-stop-command", format!("env {env} {} stop $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)),
         ("prov-db-start-command", format!("env {env} {} start-one $(( {{port}} - {} ))", sandbox.display(), sb.base_port - 1)),
     ];
-    let (m, _dir) = sandbox_manager(&sb, "cli", CLUSTER, 1, &[], &keys).await;
+    // Plain HTTP on `port`, TLS (self-signed) on `port + 1`.
+    let lab_slot = slot();
+    let dir = temp_dir("cli", lab_slot);
+    let port = free_ports(lab_slot + 500, 2);
+    let mut defaults = default_keys(&dir, port);
+    defaults.push(("api-bind", "127.0.0.1".to_string()));
+    defaults.push(("api-port", (port + 1).to_string()));
+    let mut cluster = cluster_keys(&sb);
+    cluster.extend(keys);
+    write_config(&dir, &defaults, CLUSTER, &cluster);
+    let m = Manager::start(&dir, port, &[]).await;
     let token = m.token().await;
     assert!(settled(&m, &token, &sb).await, "topology not discovered:\n{}", m.log_text());
     let cli = Cli { port: m.http_port };
@@ -221,6 +231,14 @@ async fn every_cli_subcommand_against_a_real_manager() {
     assert_eq!(g["nodes"][0]["status"], "A");
     let t = cli.ok(&["group"]);
     assert!(t.stdout.contains("leader") && t.stdout.contains("term"), "{}", t.stdout);
+
+    // The TLS listener: --insecure accepts the self-signed certificate; without it the
+    // certificate is refused.
+    let tls = Cli { port: port + 1 };
+    let s = tls.ok(&["--insecure", "status", "--json"]).json();
+    assert_eq!(s[0]["cluster"], CLUSTER);
+    let r = tls.fails(&["--https", "status"]);
+    assert!(r.stderr.contains("/api/login"), "{}", r.stderr);
 
     // Login refused, nothing listening, bad flags: a message and a non-zero exit.
     let out = Command::new(cli_binary())
