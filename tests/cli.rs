@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::group::GroupLab;
 use common::*;
 use serde_json::Value;
 
@@ -38,6 +39,7 @@ fn cli_binary() -> PathBuf {
 
 struct Cli {
     port: u16,
+    cluster: &'static str,
 }
 
 struct Run {
@@ -58,7 +60,7 @@ impl Cli {
     /// give it.
     fn run(&self, args: &[&str]) -> Run {
         let out: Output = Command::new(cli_binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--cluster", CLUSTER])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--cluster", self.cluster])
             .args(args)
             .env("REPMAN_PASSWORD", "repman")
             .env_remove("REPMAN_USER")
@@ -122,7 +124,7 @@ async fn every_cli_subcommand_against_a_real_manager() {
     let m = Manager::start(&dir, port, &[]).await;
     let token = m.token().await;
     assert!(settled(&m, &token, &sb).await, "topology not discovered:\n{}", m.log_text());
-    let cli = Cli { port: m.http_port };
+    let cli = Cli { port: m.http_port, cluster: CLUSTER };
     let (a1, a2, a3) = (sb.addr(1), sb.addr(2), sb.addr(3));
 
     // status: a table, and JSON.
@@ -234,7 +236,7 @@ async fn every_cli_subcommand_against_a_real_manager() {
 
     // The TLS listener: --insecure accepts the self-signed certificate; without it the
     // certificate is refused.
-    let tls = Cli { port: port + 1 };
+    let tls = Cli { port: port + 1, cluster: CLUSTER };
     let s = tls.ok(&["--insecure", "status", "--json"]).json();
     assert_eq!(s[0]["cluster"], CLUSTER);
     let r = tls.fails(&["--https", "status"]);
@@ -255,4 +257,54 @@ async fn every_cli_subcommand_against_a_real_manager() {
     let out = Command::new(cli_binary()).args(["--timeout", "0", "status"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout"));
+}
+
+/// `group` on a three-manager group: every manager, one active leader, the same term; a killed
+/// leader shows as unreachable and another node becomes active; an action sent to a follower is
+/// forwarded to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_command_on_three_managers() {
+    cli_binary();
+    let mut lab = GroupLab::start(2, &["manager", "manager", "manager"], None, &[]).await;
+    assert!(wait_until(Duration::from_secs(30), || async { lab.active_nodes().await.len() == 1 }).await, "no active node:\n{}", lab.logs());
+    let leader = lab.active_nodes().await[0];
+    let follower = lab.other(leader).http_port;
+    let cli = Cli { port: follower, cluster: lab.cluster };
+
+    let g = cli.ok(&["group", "--json"]).json();
+    let nodes = g["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{g}");
+    assert_eq!(g["leader"], leader, "{g}");
+    assert_eq!(g["status"], "S", "asked a follower: {g}");
+    let active: Vec<&Value> = nodes.iter().filter(|n| n["status"] == "A").collect();
+    assert_eq!(active.len(), 1, "{g}");
+    assert_eq!(active[0]["id"], leader);
+    assert!(nodes.iter().all(|n| n["reachable"] == true && n["term"] == g["term"]), "{g}");
+    let t = cli.ok(&["group"]);
+    println!("group:\n{}", t.stdout);
+
+    // An action through a follower runs on the leader.
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            cli.run(&["status", "--json"]).ok && cli.ok(&["status", "--json"]).json()[0]["master"].is_string()
+        })
+        .await
+    );
+    let before = cli.ok(&["status", "--json"]).json()[0]["master"].as_str().unwrap().to_string();
+    let r = cli.ok(&["switchover", "--json"]).json();
+    assert_ne!(r["master"].as_str().unwrap(), before, "{r}");
+
+    // The leader killed: unreachable in the table, another node active.
+    lab.node(leader).kill();
+    assert!(
+        wait_until(Duration::from_secs(30), || async { lab.active_nodes().await.iter().any(|id| *id != leader) }).await,
+        "no new leader:\n{}",
+        lab.logs()
+    );
+    let g = cli.ok(&["group", "--json"]).json();
+    let dead = g["nodes"].as_array().unwrap().iter().find(|n| n["id"] == leader).unwrap().clone();
+    assert_eq!(dead["reachable"], false, "{g}");
+    assert_ne!(g["leader"], leader, "{g}");
+    assert!(cli.ok(&["group"]).stdout.contains("unreachable"));
+    lab.finish();
 }
