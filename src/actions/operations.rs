@@ -10,7 +10,7 @@ use replication_manager_api::ServerAction;
 
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
-use crate::config::{ClusterConfig, Config, HostPort};
+use crate::config::{setting_support, ClusterConfig, Config, FailoverMode, HostPort, SettingSupport};
 use crate::failover::executor::{op_id, FailoverExecutor};
 use crate::db::sql::{self, Flavor};
 
@@ -21,6 +21,23 @@ pub const TEST_SETTLE: Duration = Duration::from_secs(20);
 /// The built-in regression scenarios.
 pub const TESTS: &[&str] = &["switchover", "failover"];
 
+/// Why the settings routes refuse `name` (`None`: it works). `switch` is the boolean flip.
+fn setting_refusal(name: &str, switch: bool) -> Option<FailoverError> {
+    let refuse = |why: String| Some(FailoverError::new(ErrorKind::BadRequest, why));
+    match setting_support(name) {
+        SettingSupport::Cluster if switch && !ClusterConfig::is_bool_setting(name) => {
+            refuse(format!("{name} is not a boolean setting: set it with settings/actions/set/{name}/<value>"))
+        }
+        SettingSupport::Cluster | SettingSupport::FailoverMode => None,
+        SettingSupport::ManagerWide => refuse(format!(
+            "{name} is a manager-wide setting read at start (listeners, data dir, logging, raft): change it in the configuration file and restart the manager"
+        )),
+        SettingSupport::Ignored(why) => refuse(format!("{name} is accepted in the configuration but has no effect here: {why}")),
+        SettingSupport::NotImplemented(why) => refuse(format!("{name} is not supported by this manager: {why}")),
+        SettingSupport::Unknown => Some(FailoverError::new(ErrorKind::NotFound, format!("Setting Not Found: {name}"))),
+    }
+}
+
 /// Replaces `{host}`, `{port}` and `{cluster}` in an orchestrator command template.
 pub fn render_command(template: &str, addr: &HostPort, cluster: &str) -> String {
     template.replace("{host}", &addr.host).replace("{port}", &addr.port.to_string()).replace("{cluster}", cluster)
@@ -29,6 +46,9 @@ pub fn render_command(template: &str, addr: &HostPort, cluster: &str) -> String 
 impl FailoverExecutor<'_> {
     /// Sets a cluster setting (validated like the file; replicated; applied on every node).
     pub async fn set_setting(&self, name: &str, value: &str) -> OpResult {
+        if let Some(refusal) = setting_refusal(name, false) {
+            return Err(refusal);
+        }
         self.commit(&op_id("setting"), |st| {
             // On top of the latest replicated settings (another change may have landed).
             let mut settings = st.settings.clone();
@@ -49,8 +69,15 @@ impl FailoverExecutor<'_> {
 
     /// Flips a boolean setting.
     pub async fn switch_setting(&self, name: &str) -> OpResult {
-        if !ClusterConfig::is_bool_setting(name) {
-            return Err(FailoverError::new(ErrorKind::NotAvailable, "Setting Not Found"));
+        if let Some(refusal) = setting_refusal(name, true) {
+            return Err(refusal);
+        }
+        if setting_support(name) == SettingSupport::FailoverMode {
+            let next = match self.shared.read().config.failover_mode {
+                FailoverMode::Manual => "automatic",
+                FailoverMode::Automatic => "manual",
+            };
+            return self.set_setting(name, next).await;
         }
         let current = self.shared.read().config.setting_text(name).unwrap_or_default();
         let next = if matches!(current.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes") { "false" } else { "true" };
@@ -293,6 +320,26 @@ impl FailoverExecutor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_routes_refuse_with_a_reason() {
+        assert!(setting_refusal("autorejoin", true).is_none());
+        assert!(setting_refusal("failover-limit", false).is_none());
+        assert!(setting_refusal("failover-mode", true).is_none());
+        let e = setting_refusal("failover-limit", true).unwrap();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(e.message.contains("not a boolean"), "{}", e.message);
+        let e = setting_refusal("http-port", false).unwrap();
+        assert!(e.message.contains("restart"), "{}", e.message);
+        let e = setting_refusal("proxysql", true).unwrap();
+        assert!(e.message.contains("ProxySQL"), "{}", e.message);
+        assert_eq!(setting_refusal("no-such-thing", true).unwrap().kind, ErrorKind::NotFound);
+        for name in crate::config::setting_names_for_tests() {
+            if let Some(e) = setting_refusal(name, true) {
+                assert_ne!(e.kind, ErrorKind::NotAvailable, "{name}");
+            }
+        }
+    }
 
     #[test]
     fn command_templates() {

@@ -99,6 +99,8 @@ pub struct ClusterConfig {
     pub api_token_timeout_hours: u64,
     /// `monitoring-pause` (default false): skip probing.
     pub monitoring_pause: bool,
+    /// `verbose` (default false): log every probe round (each server's state, GTID, lag).
+    pub verbose: bool,
     /// `test` (default false): allow the destructive regression scenarios of `tests/actions/run`.
     pub test: bool,
     /// `prov-orchestrator`: `onpremise` (default: the commands below) or `local` (the manager
@@ -202,6 +204,7 @@ impl ClusterConfig {
             api_acl_allow: s.str("api-credentials-acl-allow")?,
             api_token_timeout_hours: s.uint("api-token-timeout")?,
             monitoring_pause: s.bool("monitoring-pause")?,
+            verbose: s.bool("verbose")?,
             test: s.bool("test")?,
             orchestrator: match s.str("prov-orchestrator")?.trim() {
                 o @ ("onpremise" | "local") => o.to_string(),

@@ -12,15 +12,24 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 mod cluster;
+mod go_setting_names;
 mod keys;
 mod server;
+mod setting_names;
 mod values;
 
 pub use cluster::ClusterConfig;
 pub use keys::{is_secret, ACCEPTED_BUT_IGNORED};
 use keys::{spec, Kind, KeySpec};
-pub use server::{parse_log_level, NodeRole, ServerConfig};
+pub use server::{parse_log_level, LogFormat, NodeRole, ServerConfig};
 pub use values::{Credential, FailoverMode, HostPort};
+pub use setting_names::{support as setting_support, SettingSupport};
+
+/// Every setting name of the Go original's switch and set routes (for tests).
+#[cfg(test)]
+pub fn setting_names_for_tests() -> impl Iterator<Item = &'static str> {
+    setting_names::GO_SWITCHES.iter().chain(setting_names::GO_SETS).copied()
+}
 
 /// A configuration error; every variant names the key or file it is about.
 #[derive(Debug, thiserror::Error)]

@@ -30,8 +30,18 @@ pub struct ServerConfig {
     pub log_file: Option<PathBuf>,
     /// `log-level` (default info): error, warn, info, debug, trace or 1..4.
     pub log_level: String,
+    /// `log-format` (default text): `text` (one readable line per event) or `json` (one JSON
+    /// object per line, with the `cluster`, `server`, `op` and `term` fields at the top level).
+    pub log_format: LogFormat,
     /// The manager group.
     pub group: GroupSettings,
+}
+
+/// How log events are written (`log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A manager node's role in the group.
@@ -225,6 +235,11 @@ impl ServerConfig {
         if parse_log_level(&log_level).is_none() {
             return Err(s.invalid("log-level", format!("`{log_level}` is not error, warn, info, debug, trace or 0-4")));
         }
+        let log_format = match s.str("log-format")?.trim().to_ascii_lowercase().as_str() {
+            "text" | "" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(s.invalid("log-format", format!("`{other}` is not text or json"))),
+        };
         let group = GroupSettings::from_section(&s, http_port)?;
         Ok(ServerConfig {
             group,
@@ -238,6 +253,7 @@ impl ServerConfig {
             ssl_key: path("monitoring-ssl-key")?,
             log_file: path("log-file")?,
             log_level,
+            log_format,
         })
     }
 }

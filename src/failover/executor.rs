@@ -263,7 +263,7 @@ impl FailoverExecutor<'_> {
         let mut fence_lock: Option<AdminConn> = None;
         let mut repoint_errors = Vec::new();
         let op = record.id.clone();
-        let outcome: OpResult = async {
+        let outcome = async {
             for step in &plan.steps {
                 tracing::debug!(op = %record.id, ?step, "failover step");
                 match step {
@@ -341,8 +341,10 @@ impl FailoverExecutor<'_> {
                 }
             }
             Err(FailoverError::new(ErrorKind::Failed, format!("failover plan {} ended without its Finish step", journal.op_id)))
-        }
-        .await;
+        };
+        // Every event of the failover carries its operation id and the term it started in.
+        let span = tracing::info_span!("failover", op = %op, term = self.coord.epoch().0);
+        let outcome = tracing::Instrument::instrument(outcome, span).await;
         outcome.map_err(|e| e.in_op(&op))
     }
 

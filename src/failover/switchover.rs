@@ -20,6 +20,13 @@ impl FailoverExecutor<'_> {
     /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
     /// old master its replica. Any failure before the promotion is undone.
     pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> OpResult {
+        // Every event of the switchover carries its operation id and the term it started in.
+        let op = op_id("switchover");
+        let span = tracing::info_span!("switchover", op = %op, term = self.coord.epoch().0);
+        tracing::Instrument::instrument(self.run_switchover(&op, prefmaster, trigger), span).await
+    }
+
+    async fn run_switchover(&self, op: &str, prefmaster: Option<&str>, trigger: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let requested = match prefmaster.map(str::trim).filter(|p| !p.is_empty()) {
@@ -52,7 +59,7 @@ impl FailoverExecutor<'_> {
         let mut candc: Option<AdminConn> = None;
         let mut busy = None;
         let mut record = CrashRecord {
-            id: op_id("switchover"),
+            id: op.to_string(),
             old_master: old.addr.to_string(),
             elected_master: cand.addr.to_string(),
             old_master_semi_sync: old_snap.semi_sync_master_status,

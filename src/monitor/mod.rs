@@ -23,6 +23,7 @@ use crate::failover::AUTOMATIC;
 use crate::group::{Coordinator, ManagerGroup};
 
 mod actions;
+mod verbose;
 
 use actions::{ActionTask, SlotGuard};
 
@@ -131,7 +132,13 @@ impl ClusterMonitor {
     /// Runs until `shutdown` turns true. A tick starts every `monitoring-ticker`, or right after
     /// the previous one when probing took longer. Actions run as tasks of their own beside the
     /// loop, one at a time per cluster, so ticks never wait for them.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        // Every event of this monitor (and of the tasks it starts) carries the cluster's name.
+        let span = tracing::info_span!("monitor", cluster = %self.shared.read().config.name);
+        tracing::Instrument::instrument(self.run_loop(shutdown), span).await
+    }
+
+    async fn run_loop(mut self, mut shutdown: watch::Receiver<bool>) {
         let name = self.shared.read().config.name.clone();
         tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
         let mut next_tick = Instant::now();
@@ -191,7 +198,7 @@ impl ClusterMonitor {
         let deadline = actions::deadline(&cmd.action);
         let label = format!("{:?}", cmd.action);
         let cluster = name.clone();
-        let work = tokio::spawn(async move {
+        let work = spawn_in_span(async move {
             let _guard = guard;
             let run = async {
                 match tokio::time::timeout(deadline, task.handle(cmd.action.clone(), &cmd.requester)).await {
@@ -206,7 +213,7 @@ impl ClusterMonitor {
             let _ = cmd.reply.send(result);
         });
         // Supervision: a panicking action is reported (its slot is freed by the guard).
-        tokio::spawn(async move {
+        spawn_in_span(async move {
             if let Err(e) = work.await {
                 tracing::error!(cluster = %name, action = %label, error = %e, "action task failed");
             }
@@ -219,6 +226,7 @@ impl ClusterMonitor {
         // committed decision before it reads them and acts on them.
         let active = self.group.is_active() && self.group.check("monitor tick").await.is_ok();
         self.refresh().await;
+        self.log_round_if_verbose();
         self.learn_host_aliases();
         self.check_read_only_bypass();
         if !active {
@@ -271,7 +279,7 @@ impl ClusterMonitor {
             tried.retain(|_, t| now.duration_since(*t) <= ALIAS_RETRY * 10);
         }
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        spawn_in_span(async move {
             for alias in unknown {
                 let Some(ips) = resolve(&alias).await else { continue };
                 for host in &hosts {
@@ -307,7 +315,7 @@ impl ClusterMonitor {
             return;
         }
         let (shared, cfg) = (self.shared.clone(), self.shared.read().config.clone());
-        tokio::spawn(async move {
+        spawn_in_span(async move {
             for (i, addr, flavor, version) in todo {
                 let read = async {
                     let mut c = crate::db::conn::AdminConn::connect(&addr, &cfg.db_credential, flavor, cfg.connect_timeout, cfg.connect_timeout * 2).await?;
@@ -476,7 +484,7 @@ impl ClusterMonitor {
                 continue;
             }
             let (shared, group, rejoining) = (self.shared.clone(), self.group.clone(), self.rejoining.clone());
-            tokio::spawn(async move {
+            spawn_in_span(async move {
                 let ex = FailoverExecutor { shared: &shared, coord: group.as_ref() };
                 let result = ex.rejoin(i, &record).await;
                 {
@@ -530,4 +538,14 @@ pub async fn request(tx: &mpsc::Sender<ClusterCommand>, action: Action, requeste
         Ok(Err(_)) => Err(FailoverError::new(ErrorKind::Failed, "the cluster monitor stopped before answering")),
         Err(_) => Err(FailoverError::new(ErrorKind::Timeout, format!("no answer within {} s", limit.as_secs()))),
     }
+}
+
+/// `tokio::spawn` keeping the current span (the monitor's cluster), so a task's log events
+/// still say which cluster they are about.
+fn spawn_in_span<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(tracing::Instrument::in_current_span(task))
 }

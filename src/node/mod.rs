@@ -1,6 +1,7 @@
 //! `ManagerNode`: wires the configuration, one monitor per cluster and the API listeners, and
 //! implements the API's [`Backend`] over the monitors' shared state.
 
+pub mod json_log;
 pub mod tls;
 pub mod views;
 
