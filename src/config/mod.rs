@@ -13,14 +13,16 @@ use serde_json::{Map, Value};
 
 mod cluster;
 mod keys;
+mod proxy;
 mod server;
 mod values;
 
 pub use cluster::ClusterConfig;
 pub use keys::{is_secret, ACCEPTED_BUT_IGNORED};
+pub use proxy::ProxySettings;
 use keys::{spec, Kind, KeySpec};
 pub use server::{parse_log_level, NodeRole, ServerConfig};
-pub use values::{Credential, FailoverMode, HostPort};
+pub use values::{crc64_ecma, Credential, FailoverMode, HostPort};
 
 /// A configuration error; every variant names the key or file it is about.
 #[derive(Debug, thiserror::Error)]

@@ -256,6 +256,8 @@ impl FailoverExecutor<'_> {
         // The old master's final position, once fenced: the candidate must reach it.
         let mut fenced_at: Option<String> = None;
         let mut repoint_errors = Vec::new();
+        // Proxy updates that failed: reported, alerted, and recorded in the outcome.
+        let mut proxy_failures: Vec<String> = Vec::new();
         let op = record.id.clone();
         let outcome: OpResult = async {
             for step in &plan.steps {
@@ -267,6 +269,8 @@ impl FailoverExecutor<'_> {
                         let (term, node) = self.coord.epoch();
                         self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
                     }
+                    FailoverStep::ProxyWriteOut => proxy_failures.extend(self.proxies_write_out(m).await),
+                    FailoverStep::ProxyWriteIn => proxy_failures.extend(self.proxies_write_in(w).await),
                     FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old.flavor()).await {
                         Ok(pos) => {
                             self.log(Level::Info, &format!("Old master {} fenced (read_only, clients killed) at {pos}", old.addr));
@@ -323,7 +327,8 @@ impl FailoverExecutor<'_> {
                         }
                     }
                     FailoverStep::Finish => {
-                        return self.finish_failover(m, w, record, journal, repoint_errors).await;
+                        let done = self.finish_failover(m, w, record, journal, repoint_errors).await?;
+                        return Ok(plan::with_proxy_failures(done, &proxy_failures));
                     }
                 }
             }
