@@ -279,8 +279,10 @@ async fn bench_failover_through_haproxy() {
         assert!(wait_until(Duration::from_secs(20), || async { ports.is_ready("service_write", &old_id) }).await, "master {old} not in the write backend");
         let load = WriteLoad::start(vec![ports.write], (round as u64 + 1) * 10_000_000);
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let killed_at = Instant::now();
+        // From the moment the kill command returns (the process is gone): every write
+        // acknowledged after it went to the new master.
         sb.run(&["kill", &old_i.to_string()]);
+        let killed_at = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline && !master(&m, &token).await.is_some_and(|u| u != old) {
             tokio::time::sleep(Duration::from_millis(20)).await;

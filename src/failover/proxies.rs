@@ -194,7 +194,11 @@ impl FailoverExecutor<'_> {
     async fn provision_proxy(&self, d: &dyn ProxyDriver, targets: &[Target]) {
         let step = format!("provision proxy {}", d.id());
         match self.proxy_mutate(d, &step, d.provision(targets)).await {
-            Ok(what) => self.log(Level::Warn, &format!("Proxy {what}")),
+            Ok(what) => {
+                self.log(Level::Warn, &format!("Proxy {what}"));
+                let seen = d.observe().await;
+                self.proxy_set().record(d.id(), seen.as_ref().map(Clone::clone));
+            }
             Err(e) => {
                 self.log(Level::Error, &format!("Proxy {} could not be provisioned: {}", d.id(), e.message));
                 self.proxy_set().record_error(d.id(), &ProxyError::Process { proxy: d.id().to_string(), reason: e.message });
