@@ -47,7 +47,7 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             ("read-only", "Role check: 200 for a healthy read-only server, else 503"),
         ] {
             let h = move |st: St<B>, Path((c, s)): Path<(String, String)>, q: RawQuery| async move { role(st, c, s, suffix, q.0) };
-            v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"), GET, Public, false, summary, get(h)).documented_unknown(500, Some(503)));
+            v.push(spec(format!("{prefix}/{{cluster}}/servers/{{server}}/{suffix}"), GET, Public, false, summary, get(h)));
         }
     }
     v
