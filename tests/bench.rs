@@ -264,13 +264,16 @@ async fn bench_failover_through_haproxy() {
     let mut keys = ports.keys();
     keys.push(("failover-mode", "automatic".to_string()));
     keys.push(("failover-limit", "0".to_string()));
+    // BENCH_PING_COUNTER: failover-falsepositive-ping-counter (default 5, the Go default).
+    let counter = std::env::var("BENCH_PING_COUNTER").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(5);
+    keys.push(("failover-falsepositive-ping-counter", counter.to_string()));
     let (m, dir) = sandbox_manager(&sb, "bench-haproxy", CLUSTER, 1, &[], &keys).await;
     let _proxy = common::haproxy::HaproxyGuard { ports, dir: dir.clone() };
     let token = m.token().await;
     assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
     let id_of = |servers: &serde_json::Value, addr: &str| server_by_url(servers, addr)["id"].as_str().unwrap_or("").to_string();
     let mut firsts = Vec::new();
-    println!("failover through HAProxy bench: 3 servers, semi-sync, monitoring-ticker 0.5 s, connect timeout 1 s, ping counter 5 (default), one writer on the HAProxy write port");
+    println!("failover through HAProxy bench: 3 servers, semi-sync, monitoring-ticker 0.5 s, connect timeout 1 s, ping counter {counter}, one writer on the HAProxy write port");
     for round in 0..rounds().max(10) {
         let old = master(&m, &token).await.unwrap();
         let old_i = (1..=3).find(|i| sb.addr(*i) == old).unwrap();
