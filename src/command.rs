@@ -23,6 +23,17 @@ pub async fn run_command(command: &str, deadline: Duration) -> Result<String, St
     }
 }
 
+/// Sends signal `sig` (`TERM`, `KILL`, ...) to process `pid` with `kill(1)`, within 5 s.
+pub async fn signal(pid: u32, sig: &str) -> Result<(), String> {
+    let kill = tokio::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).kill_on_drop(true).status();
+    match tokio::time::timeout(Duration::from_secs(5), kill).await {
+        Err(_) => Err(format!("kill -{sig} {pid} did not finish within 5 s")),
+        Ok(Err(e)) => Err(format!("kill -{sig} {pid} could not run: {e}")),
+        Ok(Ok(st)) if st.success() => Ok(()),
+        Ok(Ok(st)) => Err(format!("kill -{sig} {pid} failed ({st})")),
+    }
+}
+
 /// `s` quoted as one word for `sh` (single quotes; an inner quote closed, escaped, reopened).
 pub fn shell_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

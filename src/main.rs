@@ -11,6 +11,7 @@ mod config;
 mod files;
 mod command;
 mod db;
+mod proxy;
 mod cluster;
 mod group;
 mod failover;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The root crate's layers, lowest first. A module may use its own layer and the ones before.
-const LAYERS: &[&str] = &["config", "files", "command", "db", "cluster", "group", "failover", "actions", "monitor", "node", "main"];
+const LAYERS: &[&str] = &["config", "files", "command", "db", "proxy", "cluster", "group", "failover", "actions", "monitor", "node", "main"];
 
 /// One source file: its module path (`failover::executor`) and its code without comments and
 /// test modules.

@@ -252,3 +252,59 @@ async fn bench_api() {
     drop(m);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SIGKILL of the master → first write acknowledged through the HAProxy write port (the
+/// manager drives the proxy), at least 10 rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with scripts/bench-failover"]
+async fn bench_failover_through_haproxy() {
+    let sb = Sandbox::start(3, true);
+    create_table(&sb, 1);
+    let ports = common::haproxy::ProxyPorts::free(slot());
+    let mut keys = ports.keys();
+    keys.push(("failover-mode", "automatic".to_string()));
+    keys.push(("failover-limit", "0".to_string()));
+    // BENCH_PING_COUNTER: failover-falsepositive-ping-counter (default 5, the Go default).
+    let counter = std::env::var("BENCH_PING_COUNTER").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(5);
+    keys.push(("failover-falsepositive-ping-counter", counter.to_string()));
+    let (m, dir) = sandbox_manager(&sb, "bench-haproxy", CLUSTER, 1, &[], &keys).await;
+    let _proxy = common::haproxy::HaproxyGuard { ports, dir: dir.clone() };
+    let token = m.token().await;
+    assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
+    let id_of = |servers: &serde_json::Value, addr: &str| server_by_url(servers, addr)["id"].as_str().unwrap_or("").to_string();
+    let mut firsts = Vec::new();
+    println!("failover through HAProxy bench: 3 servers, semi-sync, monitoring-ticker 0.5 s, connect timeout 1 s, ping counter {counter}, one writer on the HAProxy write port");
+    for round in 0..rounds().max(10) {
+        let old = master(&m, &token).await.unwrap();
+        let old_i = (1..=3).find(|i| sb.addr(*i) == old).unwrap();
+        let servers = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await;
+        let old_id = id_of(&servers, &old);
+        assert!(wait_until(Duration::from_secs(20), || async { ports.is_ready("service_write", &old_id) }).await, "master {old} not in the write backend");
+        let load = WriteLoad::start(vec![ports.write], (round as u64 + 1) * 10_000_000);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // From the moment the kill command returns (the process is gone): every write
+        // acknowledged after it went to the new master.
+        sb.run(&["kill", &old_i.to_string()]);
+        let killed_at = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !master(&m, &token).await.is_some_and(|u| u != old) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let report = load.stop().await;
+        let first = report.ack_times.iter().find(|(t, _)| *t > killed_at).map_or(f64::NAN, |(t, _)| t.duration_since(killed_at).as_secs_f64());
+        println!("round {round}: killed {old}; first acknowledged write through HAProxy {first:.2} s after SIGKILL");
+        firsts.push(first);
+        sb.run(&["start-one", &old_i.to_string()]);
+        assert!(wait_until(Duration::from_secs(60), || all_replicating(&m, &token, 3)).await, "old master not rejoined");
+    }
+    println!(
+        "failover through HAProxy summary over {} rounds: SIGKILL -> first acknowledged write through the write port p50 {:.2} s p95 {:.2} s",
+        firsts.len(),
+        percentile(&firsts, 50.0),
+        percentile(&firsts, 95.0)
+    );
+    drop(_proxy);
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}

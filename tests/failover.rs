@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::load::{create_table, ids_on, WritableSampler, WriteLoad};
+use common::load::{assert_no_loss, create_table, ids_on, WritableSampler, WriteLoad};
 use common::*;
 use serde_json::Value;
 
@@ -114,11 +113,6 @@ impl Lab {
         drop(self);
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-fn assert_no_loss(acked: &[u64], present: &BTreeSet<u64>, context: &str) {
-    let missing: Vec<u64> = acked.iter().filter(|id| !present.contains(id)).copied().collect();
-    assert!(missing.is_empty(), "{context}: {} acknowledged writes missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
 }
 
 /// 1. SIGKILL the master of a semi-sync cluster under write load, several rounds: a new master

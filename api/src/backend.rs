@@ -71,6 +71,32 @@ pub enum Action {
     ServicesBootstrap,
     /// Physical backup of the master.
     MasterPhysicalBackup,
+    /// The master back in the write backend of every proxy.
+    StartTraffic,
+    /// The write backend of every proxy in maintenance.
+    StopTraffic,
+    /// An action on one proxy (its id or host).
+    Proxy { proxy: String, action: ProxyAction },
+}
+
+/// An action on one proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyAction {
+    Start,
+    Stop,
+    Provision,
+    Unprovision,
+}
+
+/// A role question of an HTTP-checking balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleCheck {
+    /// The writable master.
+    Primary,
+    /// A replicating replica, at most `max_lag` seconds behind (default: not late).
+    Replica { max_lag: Option<u64> },
+    /// A healthy server that refuses writes (`read_only`).
+    ReadOnly,
 }
 
 /// An action on one database server.
@@ -195,6 +221,10 @@ pub trait Backend: Send + Sync + 'static {
     fn crashes(&self, cluster: &str) -> Option<Vec<CrashView>>;
     fn monitor(&self) -> MonitorView;
     fn health(&self, cluster: &str, server: ServerRef<'_>, check: HealthCheck) -> Health;
+    /// The answer to a role check (`primary`, `replica`, `read-only`).
+    fn role_health(&self, cluster: &str, server: ServerRef<'_>, check: RoleCheck) -> Health;
+    /// The cluster's proxies as this node last saw them; `None` for an unknown cluster.
+    fn proxies(&self, cluster: &str) -> Option<Vec<crate::proxy_wire::ProxyView>>;
     /// A reachable server of the cluster (down servers are `NoServer` for read routes).
     fn live_server(&self, cluster: &str, server: &str) -> Lookup<ServerView>;
     /// Whether `server` is a server of `cluster`, up or down. The router asks it before a route

@@ -6,13 +6,14 @@ pub mod acl;
 pub mod auth;
 pub mod backend;
 pub mod openapi;
+pub mod proxy_wire;
 pub mod route;
 pub mod router;
 pub mod wire;
 
 pub use auth::{LoginLimiter, TokenKeys};
 pub use backend::{
-    Action, ActionError, ActionResult, AuthUser, Backend, Health, HealthCheck, LeaderRoute, Lookup, Requester, ServerAction, ServerInfo,
-    ServerRef,
+    Action, ActionError, ActionResult, AuthUser, Backend, Health, HealthCheck, LeaderRoute, Lookup, ProxyAction, Requester, RoleCheck,
+    ServerAction, ServerInfo, ServerRef,
 };
 pub use router::{router, ApiState};

@@ -17,6 +17,8 @@ use crate::backend::{
 };
 use crate::wire::MessageView;
 
+mod proxy_routes;
+
 /// Largest request body accepted (login is the only route that reads one so far).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -49,7 +51,7 @@ pub fn forwarding_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-type St<B> = State<Arc<ApiState<B>>>;
+pub(crate) type St<B> = State<Arc<ApiState<B>>>;
 
 impl<B> ApiState<B> {
     /// The signing key, when available.
@@ -86,7 +88,7 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn json<T: Serialize>(v: &T) -> Response {
+pub(crate) fn json<T: Serialize>(v: &T) -> Response {
     Json(v).into_response()
 }
 
@@ -95,10 +97,10 @@ pub use crate::route::{Access, UnknownNames};
 /// A route of this router: its description and its handler.
 pub type RouteSpec<B> = crate::route::RouteSpec<axum::routing::MethodRouter<Arc<ApiState<B>>>>;
 
-const GET: &[&str] = &["GET"];
-const GET_POST: &[&str] = &["GET", "POST"];
+pub(crate) const GET: &[&str] = &["GET"];
+pub(crate) const GET_POST: &[&str] = &["GET", "POST"];
 
-fn spec<B>(
+pub(crate) fn spec<B>(
     path: impl Into<String>,
     methods: &'static [&'static str],
     access: Access,
@@ -135,7 +137,6 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         spec("/api/clusters/{cluster}/topology/servers", GET, Token, false, "Server objects", get(topo_servers::<B>)),
         spec("/api/clusters/{cluster}/topology/master", GET, Token, false, "The master's server object or null", get(topo_master::<B>)),
         spec("/api/clusters/{cluster}/topology/slaves", GET, Token, false, "Replica server objects", get(topo_slaves::<B>)),
-        spec("/api/clusters/{cluster}/topology/proxies", GET, Token, false, "Proxies (none managed)", get(topo_proxies::<B>)),
         spec("/api/clusters/{cluster}/topology/logs", GET, Token, false, "Cluster log lines, newest first", get(topo_logs::<B>)),
         spec("/api/clusters/{cluster}/topology/alerts", GET, Token, false, "Open errors and warnings", get(topo_alerts::<B>)),
         spec("/api/clusters/{cluster}/topology/crashes", GET, Token, false, "Failover and switchover records", get(topo_crashes::<B>)),
@@ -150,22 +151,6 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             false,
             "Orchestrator agent services: [] (no opensvc or kube agent runs services here)",
             get(agent_services::<B>),
-        ),
-        spec(
-            "/api/clusters/{cluster}/actions/start-traffic",
-            GET_POST,
-            Grant(&["cluster-traffic"]),
-            true,
-            "Proxy traffic switch (no proxy is managed here: 501)",
-            get(no_proxy).post(no_proxy),
-        ),
-        spec(
-            "/api/clusters/{cluster}/actions/stop-traffic",
-            GET_POST,
-            Grant(&["cluster-traffic"]),
-            true,
-            "Proxy traffic switch (no proxy is managed here: 501)",
-            get(no_proxy).post(no_proxy),
         ),
         spec("/api/clusters/{cluster}/servers/{server}/master-status", GET, Grant(&["db-replication"]), false, "SHOW MASTER STATUS of a server", get(server_master_status::<B>)),
         spec("/api/clusters/{cluster}/servers/{server}/all-slaves-status", GET, Grant(&["db-replication"]), false, "SHOW ALL SLAVES STATUS of a server", get(server_all_slaves_status::<B>)),
@@ -315,6 +300,7 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             }
         }
     }
+    v.extend(proxy_routes::route_specs::<B>());
     v
 }
 
@@ -618,7 +604,7 @@ async fn health_host_port<B: Backend>(
     health_answer(st.backend.health(&c, ServerRef::HostPort(&host, &port), check), check)
 }
 
-fn no_cluster() -> Response {
+pub(crate) fn no_cluster() -> Response {
     text(StatusCode::INTERNAL_SERVER_ERROR, "No cluster")
 }
 
@@ -646,11 +632,6 @@ async fn topo_master<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Res
 
 async fn topo_slaves<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
     st.backend.slaves(&c).map_or_else(no_cluster, |v| json(&v))
-}
-
-async fn topo_proxies<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
-    // No proxy is managed yet: an empty list for a known cluster.
-    st.backend.cluster_is_failable(&c).map_or_else(no_cluster, |_| json(&Vec::<()>::new()))
 }
 
 async fn topo_logs<B: Backend>(State(st): St<B>, Path(c): Path<String>) -> Response {
@@ -688,7 +669,7 @@ async fn server_all_slaves_status<B: Backend>(State(st): St<B>, Path((c, s)): Pa
     server_read(&st, &c, &s, |v| v.replications)
 }
 
-fn action_answer(r: ActionResult) -> Response {
+pub(crate) fn action_answer(r: ActionResult) -> Response {
     match r {
         Ok(msg) => text(StatusCode::OK, msg),
         Err(e) => text(StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.message),
@@ -856,10 +837,6 @@ async fn service_opensvc(Path((_, s)): Path<(String, String)>) -> Response {
         StatusCode::OK,
         format!("# {s}: no opensvc service.\n# This manager does not use the opensvc orchestrator: the server is not an opensvc service and has no service configuration.\n"),
     )
-}
-
-async fn no_proxy() -> Response {
-    text(StatusCode::NOT_IMPLEMENTED, "No proxy is managed by this manager: traffic cannot be switched")
 }
 
 #[cfg(test)]

@@ -232,16 +232,7 @@ impl LocalOrchestrator {
 }
 
 async fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let st = tokio::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .await
-        .context("running kill")?;
-    if !st.success() {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
+    crate::command::signal(pid, sig).await.map_err(anyhow::Error::msg)
 }
 
 async fn chown_mysql(dir: &Path) -> anyhow::Result<()> {

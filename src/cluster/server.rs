@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::cluster::topology::ServerState;
-use crate::config::{ClusterConfig, HostPort};
+use crate::config::{crc64_ecma, ClusterConfig, HostPort};
 use crate::db::probe::ServerSnapshot;
 use crate::db::sql::Flavor;
 
@@ -13,20 +13,6 @@ use crate::db::sql::Flavor;
 /// `host:port`, so ids match the ones existing dashboards and scripts know.
 pub fn server_id(addr: &HostPort) -> String {
     format!("db{}", crc64_ecma(addr.to_string().as_bytes()))
-}
-
-/// CRC-64 with the reflected ECMA-182 polynomial, initial and final value all ones (Go's
-/// `crc64.Checksum(data, crc64.MakeTable(crc64.ECMA))`, also known as CRC-64/XZ).
-fn crc64_ecma(data: &[u8]) -> u64 {
-    const POLY: u64 = 0xC96C_5795_D787_0F42;
-    let mut crc = !0u64;
-    for b in data {
-        crc ^= u64::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 /// What the monitor knows about one server.

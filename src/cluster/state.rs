@@ -63,6 +63,8 @@ pub struct ClusterState {
     /// The master's `Queries` counter at the previous tick, and when (for queries per second).
     pub last_queries: Option<(u64, Instant)>,
     pub qps: f64,
+    /// The cluster's managed proxies and their last known state (shared by every copy).
+    pub proxies: Arc<crate::proxy::ProxySet>,
 }
 
 /// Availability counters (the Go project's uptime, uptimeFailable, uptimeSemisync).
@@ -97,6 +99,7 @@ impl ClusterState {
             sla: Sla::default(),
             last_queries: None,
             qps: 0.0,
+            proxies: Arc::new(crate::proxy::ProxySet::new(&config.name, &config.proxy)),
             config,
             servers,
             master: None,
@@ -359,6 +362,7 @@ impl ClusterState {
             }
         }
         all.extend(self.quarantined.values().cloned());
+        all.extend(self.proxies.problems().into_iter().map(|(code, desc)| Problem { code, desc, server: None }));
         all.sort();
         all.dedup();
         let opened: Vec<Problem> = all.iter().filter(|p| !self.problems.contains(p)).cloned().collect();

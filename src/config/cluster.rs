@@ -114,6 +114,8 @@ pub struct ClusterConfig {
     pub unprovision_command: String,
     /// `backup-timeout` (seconds, default 3600): deadline of a backup or optimize job.
     pub backup_timeout: Duration,
+    /// `haproxy*` and `proxy-servers-read-on-master`: the managed proxies.
+    pub proxy: super::ProxySettings,
     /// Every key of this cluster (known with defaults applied, and unknown ones), for the API.
     pub raw: BTreeMap<String, Value>,
 }
@@ -215,6 +217,7 @@ impl ClusterConfig {
             provision_command: s.str("prov-db-provision-command")?,
             unprovision_command: s.str("prov-db-unprovision-command")?,
             backup_timeout: Duration::from_secs(s.uint("backup-timeout")?.max(1)),
+            proxy: super::ProxySettings::from_section(&s)?,
             raw,
         })
     }

@@ -100,6 +100,19 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key("raft-heartbeat-ms", Kind::Int, "250"),
     key("raft-election-min-ms", Kind::Int, "1500"),
     key("raft-election-max-ms", Kind::Int, "3000"),
+    key("haproxy", Kind::Bool, "false"),
+    key("haproxy-servers", Kind::Str, "127.0.0.1"),
+    key("haproxy-write-port", Kind::Int, "3306"),
+    key("haproxy-read-port", Kind::Int, "3307"),
+    key("haproxy-stat-port", Kind::Int, "1988"),
+    key("haproxy-api-port", Kind::Int, "1999"),
+    key("haproxy-mode", Kind::Str, "runtimeapi"),
+    key("haproxy-binary-path", Kind::Str, "/usr/sbin/haproxy"),
+    key("haproxy-ip-write-bind", Kind::Str, "0.0.0.0"),
+    key("haproxy-ip-read-bind", Kind::Str, "0.0.0.0"),
+    key("haproxy-api-write-backend", Kind::Str, "service_write"),
+    key("haproxy-api-read-backend", Kind::Str, "service_read"),
+    key("proxy-servers-read-on-master", Kind::Bool, "false"),
 ];
 
 /// Known keys that have no effect in this manager, with the reason reported at start.

@@ -14,15 +14,17 @@ use serde_json::{Map, Value};
 mod cluster;
 mod go_setting_names;
 mod keys;
+mod proxy;
 mod server;
 mod setting_names;
 mod values;
 
 pub use cluster::ClusterConfig;
 pub use keys::{is_secret, ACCEPTED_BUT_IGNORED};
+pub use proxy::ProxySettings;
 use keys::{spec, Kind, KeySpec};
 pub use server::{parse_log_level, LogFormat, NodeRole, ServerConfig};
-pub use values::{Credential, FailoverMode, HostPort};
+pub use values::{crc64_ecma, Credential, FailoverMode, HostPort};
 pub use setting_names::{support as setting_support, SettingSupport};
 
 /// Every setting name of the Go original's switch and set routes (for tests).

@@ -76,3 +76,17 @@ impl std::fmt::Display for HostPort {
         }
     }
 }
+
+/// CRC-64 with the reflected ECMA-182 polynomial, initial and final value all ones (Go's
+/// `crc64.Checksum(data, crc64.MakeTable(crc64.ECMA))`, also known as CRC-64/XZ).
+pub fn crc64_ecma(data: &[u8]) -> u64 {
+    const POLY: u64 = 0xC96C_5795_D787_0F42;
+    let mut crc = !0u64;
+    for b in data {
+        crc ^= u64::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY } else { crc >> 1 };
+        }
+    }
+    !crc
+}

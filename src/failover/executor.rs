@@ -262,6 +262,8 @@ impl FailoverExecutor<'_> {
         // The fence connection holding the old master's global read lock, until the promotion.
         let mut fence_lock: Option<AdminConn> = None;
         let mut repoint_errors = Vec::new();
+        // Proxy updates that failed: reported, alerted, and recorded in the outcome.
+        let mut proxy_failures: Vec<String> = Vec::new();
         let op = record.id.clone();
         let outcome = async {
             for step in &plan.steps {
@@ -273,6 +275,8 @@ impl FailoverExecutor<'_> {
                         let (term, node) = self.coord.epoch();
                         self.log(Level::Info, &format!("Operation {} started by node {node} in term {term}", record.id));
                     }
+                    FailoverStep::ProxyWriteOut => proxy_failures.extend(self.proxies_write_out(m).await),
+                    FailoverStep::ProxyWriteIn => proxy_failures.extend(self.proxies_write_in(w).await),
                     FailoverStep::FenceOldMaster => match self.fence_live_master(&cfg, &old.addr, old.flavor()).await {
                         Ok((pos, lock)) => {
                             let how = if lock.is_some() { "read_only, clients killed, global read lock held" } else { "read_only, clients killed" };
@@ -336,7 +340,8 @@ impl FailoverExecutor<'_> {
                         }
                     }
                     FailoverStep::Finish => {
-                        return self.finish_failover(m, w, record, journal, repoint_errors).await;
+                        let done = self.finish_failover(m, w, record, journal, repoint_errors).await?;
+                        return Ok(plan::with_proxy_failures(done, &proxy_failures));
                     }
                 }
             }

@@ -6,6 +6,7 @@ pub mod executor;
 pub mod fence;
 pub mod plan;
 pub mod planner;
+pub mod proxies;
 pub mod rejoin;
 pub mod switchover;
 

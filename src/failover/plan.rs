@@ -25,6 +25,9 @@ pub type PlanError = NoCandidate;
 pub enum FailoverStep {
     /// Replicate the journal entry (`started`) before the first mutation.
     JournalStarted,
+    /// The old master leaves the write backend of every proxy (maintenance, its sessions
+    /// cut) before anything is promoted; a failure is reported and recorded in the outcome.
+    ProxyWriteOut,
     /// The old master answers: `read_only`, client connections killed, its final GTID position
     /// read. The candidate must then reach that position.
     FenceOldMaster,
@@ -40,6 +43,8 @@ pub enum FailoverStep {
     Promote { semi_sync: bool },
     /// Replicate the journal entry (`promoted`): from here a new leader finishes the failover.
     JournalPromoted,
+    /// The new master enters the write backend of every proxy.
+    ProxyWriteIn,
     /// Point another replica at the new master.
     Repoint { server: usize },
     /// Record the crash, bump the counter, close the journal (`done`).
@@ -69,6 +74,8 @@ pub enum SwitchoverStep {
     CheckMaster,
     /// Replicate the journal entry (`started`).
     JournalStarted,
+    /// The master leaves the write backend of every proxy before it is fenced.
+    ProxyWriteOut,
     /// `read_only`, drain for `switchover-wait-kill`, kill the clients, take the global read
     /// lock, read the master's final GTID position.
     FenceAndLock,
@@ -80,6 +87,8 @@ pub enum SwitchoverStep {
     Promote { semi_sync: bool },
     /// Replicate the journal entry (`promoted`) with the new master.
     JournalPromoted,
+    /// The new master enters the write backend of every proxy.
+    ProxyWriteIn,
     /// The old master (lock released, still read-only) replicates from the new one.
     DemoteOldMaster,
     /// Point another replica at the new master, first waiting (bounded) for the old master's
@@ -206,6 +215,15 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
         }
     }
     guards
+}
+
+/// `msg`, with the proxy updates that failed during the operation when there were any.
+pub fn with_proxy_failures(msg: String, failures: &[String]) -> String {
+    if failures.is_empty() {
+        msg
+    } else {
+        format!("{msg}; proxy update failed: {}", failures.join("; "))
+    }
 }
 
 /// MariaDB only acts on MariaDB: a cluster with a server seen as MySQL is monitored and shown,
@@ -402,6 +420,10 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
 
     let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
     let mut steps = vec![FailoverStep::JournalStarted];
+    let proxies = cfg.proxy.enabled();
+    if proxies {
+        steps.push(FailoverStep::ProxyWriteOut);
+    }
     if old.is_up() {
         steps.push(FailoverStep::FenceOldMaster);
     }
@@ -409,6 +431,9 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
         steps.push(FailoverStep::FenceScript);
     }
     steps.extend([FailoverStep::WaitApplied, FailoverStep::DetachCandidate, FailoverStep::Promote { semi_sync }, FailoverStep::JournalPromoted]);
+    if proxies {
+        steps.push(FailoverStep::ProxyWriteIn);
+    }
     steps.extend(repoint_targets(st, m, w).into_iter().map(|server| FailoverStep::Repoint { server }));
     steps.push(FailoverStep::Finish);
     Ok(FailoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, at_risk, steps })
@@ -440,16 +465,22 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
     let election = planner::elect(&candidates(st, m, domain, requested), &rules, ElectionKind::Switchover, requested)?;
     let w = election.winner;
     let semi_sync = st.servers[m].snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
-    let mut steps = vec![
-        SwitchoverStep::CheckMaster,
-        SwitchoverStep::JournalStarted,
+    let mut steps = vec![SwitchoverStep::CheckMaster, SwitchoverStep::JournalStarted];
+    let proxies = cfg.proxy.enabled();
+    if proxies {
+        steps.push(SwitchoverStep::ProxyWriteOut);
+    }
+    steps.extend([
         SwitchoverStep::FenceAndLock,
         SwitchoverStep::WaitCaughtUp,
         SwitchoverStep::DetachCandidate,
         SwitchoverStep::Promote { semi_sync },
         SwitchoverStep::JournalPromoted,
-        SwitchoverStep::DemoteOldMaster,
-    ];
+    ]);
+    if proxies {
+        steps.push(SwitchoverStep::ProxyWriteIn);
+    }
+    steps.push(SwitchoverStep::DemoteOldMaster);
     let wait_catch = cfg.switchover_slave_wait_catch;
     steps.extend(repoint_targets(st, m, w).into_iter().map(|server| SwitchoverStep::Repoint { server, wait_catch }));
     steps.push(SwitchoverStep::Finish);
@@ -662,6 +693,26 @@ mod tests {
         let mut st = cluster("", vec![Some(m), Some(synced), Some(acker)]);
         st.servers[2].last_error = Some("connection refused".into());
         assert_eq!(winner(&st), Ok(1));
+    }
+
+    #[test]
+    fn proxies_fence_the_write_backend_around_the_promotion() {
+        let st = cluster("haproxy = true", vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20"))]);
+        use FailoverStep::*;
+        assert_eq!(
+            plan_failover(&st).unwrap().steps,
+            vec![JournalStarted, ProxyWriteOut, FenceOldMaster, WaitApplied, DetachCandidate, Promote { semi_sync: false }, JournalPromoted, ProxyWriteIn, Finish]
+        );
+        let mut st = st;
+        st.servers[0].state = ServerState::Master;
+        let s = plan_switchover(&st, None).unwrap().steps;
+        let at = |x: &SwitchoverStep| s.iter().position(|y| y == x).unwrap();
+        assert!(at(&SwitchoverStep::ProxyWriteOut) < at(&SwitchoverStep::FenceAndLock));
+        assert!(at(&SwitchoverStep::Promote { semi_sync: false }) < at(&SwitchoverStep::ProxyWriteIn));
+        assert!(at(&SwitchoverStep::JournalPromoted) < at(&SwitchoverStep::ProxyWriteIn));
+        // Without proxies, no proxy step.
+        let st = cluster("", vec![master("0-1-20"), Some(replica("0-1-20", "0-1-20"))]);
+        assert!(!plan_failover(&st).unwrap().steps.contains(&ProxyWriteOut));
     }
 
     #[test]

@@ -74,6 +74,8 @@ impl FailoverExecutor<'_> {
         let mut journal = self.new_journal(OpKind::Switchover, trigger, &old.addr, &cand.addr, record.clone());
         let mut pos = String::new();
         let mut demoted: Result<(), FailoverError> = Ok(());
+        // Proxy updates that failed: reported, alerted, and recorded in the outcome.
+        let mut proxy_failures: Vec<String> = Vec::new();
         for step in &plan.steps {
             tracing::debug!(op = %record.id, ?step, "switchover step");
             match step {
@@ -87,6 +89,8 @@ impl FailoverExecutor<'_> {
                     self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
                 }
                 SwitchoverStep::JournalStarted => self.journal(&journal).await?,
+                SwitchoverStep::ProxyWriteOut => proxy_failures.extend(self.proxies_write_out(m).await),
+                SwitchoverStep::ProxyWriteIn => proxy_failures.extend(self.proxies_write_in(w).await),
                 SwitchoverStep::FenceAndLock => {
                     // No new write is accepted from here on.
                     let fenced = match self.mutate(&mut oldc, "read_only on old master", sql::READ_ONLY_ON).await {
@@ -177,7 +181,8 @@ impl FailoverExecutor<'_> {
         }
         oldc.close().await;
         drop(busy);
-        demoted.map(|()| format!("Switchover done: new master {}", cand.addr)).map_err(|e| {
+        let done = format!("Switchover done: new master {}", cand.addr);
+        demoted.map(|()| plan::with_proxy_failures(done, &proxy_failures)).map_err(|e| {
             FailoverError::new(ErrorKind::Failed, format!("new master {} is writable but the old master was not demoted: {}", cand.addr, e.message))
         })
     }

@@ -176,6 +176,9 @@ impl ActionTask {
                 }
             }
             Action::Server { server, action } => self.server_action(&server, action).await,
+            Action::StartTraffic => self.executor().set_traffic(false).await,
+            Action::StopTraffic => self.executor().set_traffic(true).await,
+            Action::Proxy { proxy, action } => self.executor().proxy_action(&proxy, action).await,
         }
     }
 

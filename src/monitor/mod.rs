@@ -28,6 +28,9 @@ mod verbose;
 use actions::{ActionTask, SlotGuard};
 
 
+/// Deadline of one proxy pass (every proxy observed and reconciled; each command has its own).
+const PROXY_PASS_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Host name lookups per round at most (each bounded by a second).
 const MAX_LOOKUPS: usize = 4;
 /// A spelling that did not resolve to a configured host is tried again after this.
@@ -72,6 +75,8 @@ pub struct ClusterMonitor {
     round_now: Arc<Notify>,
     /// When each unknown source spelling was last looked up.
     alias_lookups: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
+    /// Set while a proxy pass (observation or reconciliation) runs beside the loop.
+    proxy_pass: Arc<AtomicBool>,
 }
 
 /// What every cluster monitor shares: where the configuration came from (for reloads) and
@@ -105,6 +110,7 @@ impl ClusterMonitor {
             rounds: watch::Sender::new((0, 0)),
             round_now: Arc::default(),
             alias_lookups: Arc::default(),
+            proxy_pass: Arc::default(),
         };
         m.rebuild_probes();
         m
@@ -236,12 +242,46 @@ impl ClusterMonitor {
                 st.blockers.clear();
                 st.publish_problems();
             }
+            drop(st);
+            self.proxies(false);
             return;
         }
         self.resume_interrupted().await;
         self.guard_writes().await;
         self.check_automatic_failover().await;
+        self.proxies(true);
         self.check_rejoin().await;
+    }
+
+    /// Proxies follow the topology: on the active leader a reconciliation (drift repaired, a
+    /// local proxy that does not answer provisioned), elsewhere an observation only (a standby
+    /// never changes a proxy). It runs beside the loop, one pass at a time, so a proxy that
+    /// does not answer never delays detection.
+    fn proxies(&self, leader: bool) {
+        {
+            let st = self.shared.read();
+            if st.proxies.is_empty() && !st.config.proxy.enabled() {
+                return;
+            }
+        }
+        if self.proxy_pass.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (shared, group, pass) = (self.shared.clone(), self.group.clone(), self.proxy_pass.clone());
+        tokio::spawn(async move {
+            let _done = SlotGuard(pass);
+            let ex = FailoverExecutor { shared: &shared, coord: group.as_ref() };
+            let work = async {
+                if leader {
+                    ex.reconcile_proxies().await;
+                } else {
+                    ex.observe_proxies().await;
+                }
+            };
+            if tokio::time::timeout(PROXY_PASS_DEADLINE, work).await.is_err() {
+                tracing::warn!(cluster = %shared.read().config.name, "proxy pass did not finish within {PROXY_PASS_DEADLINE:?}");
+            }
+        });
     }
 
     /// Learns how replicas spell their source when it is not a configured host: both are

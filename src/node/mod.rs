@@ -2,6 +2,7 @@
 //! implements the API's [`Backend`] over the monitors' shared state.
 
 pub mod json_log;
+pub mod proxy_views;
 pub mod tls;
 pub mod views;
 
@@ -74,6 +75,16 @@ fn same_secret(a: &str, b: &str) -> bool {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
     }
     diff == 0
+}
+
+/// The server a route names: by id or `host:port`, or by host and port.
+fn server_index(st: &ClusterState, server: ServerRef<'_>) -> Option<usize> {
+    match server {
+        ServerRef::Name(n) => st.find_server(n),
+        ServerRef::HostPort(h, p) => {
+            p.parse::<u16>().ok().and_then(|port| st.servers.iter().position(|s| s.addr == HostPort { host: h.to_string(), port }))
+        }
+    }
 }
 
 fn health_of(st: &ClusterState, idx: usize, check: HealthCheck) -> Health {
@@ -216,18 +227,21 @@ impl Backend for NodeBackend {
     fn health(&self, cluster: &str, server: ServerRef<'_>, check: HealthCheck) -> Health {
         let Some(c) = self.cluster_state(cluster) else { return Health::NoCluster };
         let st = c.read();
-        let idx = match server {
-            ServerRef::Name(n) => st.find_server(n),
-            ServerRef::HostPort(h, p) => p
-                .parse::<u16>()
-                .ok()
-                .and_then(|port| st.servers.iter().position(|s| s.addr == HostPort { host: h.to_string(), port })),
-        };
-        match idx {
+        match server_index(&st, server) {
             None => Health::NotFound,
             // The same answer on every node: the group's decided master, seen healthy here.
             Some(i) => health_of(&st, i, check),
         }
+    }
+
+    fn role_health(&self, cluster: &str, server: ServerRef<'_>, check: replication_manager_api::RoleCheck) -> Health {
+        let Some(c) = self.cluster_state(cluster) else { return Health::NoCluster };
+        let st = c.read();
+        server_index(&st, server).map_or(Health::NotFound, |i| proxy_views::role_health(&st, i, check))
+    }
+
+    fn proxies(&self, cluster: &str) -> Option<Vec<replication_manager_api::proxy_wire::ProxyView>> {
+        Some(proxy_views::proxy_views(&self.cluster_state(cluster)?.read()))
     }
 
     fn live_server(&self, cluster: &str, server: &str) -> Lookup<ServerView> {

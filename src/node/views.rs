@@ -364,7 +364,7 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jo
         db_servers: st.servers.iter().map(|s| s.id.clone()).collect(),
         db_servers_crashes: if st.crashes.is_empty() { None } else { Some(st.crashes.iter().map(crash_view).collect()) },
         failover_history: if st.crashes.is_empty() { None } else { Some(st.crashes.iter().map(crash_view).collect()) },
-        proxy_servers: Vec::new(),
+        proxy_servers: st.proxies.reports().into_iter().map(|r| r.id).collect(),
         failover_counter: st.failover_counter,
         failover_last_time: st.failover_last_time,
         active_passive_status: if group.active { "A" } else { "S" }.to_string(),
@@ -406,7 +406,12 @@ pub fn cluster_view(st: &ClusterState, working_dir: &str, group: GroupStatus, jo
         job_results: job_results(jobs),
         sql_general_log: HttpLog::default(),
         sql_error_log: HttpLog::default(),
-        monitor_type: st.servers.iter().map(|s| (s.id.clone(), "database".to_string())).collect(),
+        monitor_type: st
+            .servers
+            .iter()
+            .map(|s| (s.id.clone(), "database".to_string()))
+            .chain(st.proxies.reports().into_iter().map(|r| (r.id, "proxy".to_string())))
+            .collect(),
         topology_type: BTreeMap::new(),
         fs_type: none_of(FS_KINDS),
         disk_type: disk_kinds(),

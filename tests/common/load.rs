@@ -186,3 +186,9 @@ impl WritableSampler {
         }
     }
 }
+
+/// Fails the test when an acknowledged id is missing from `present`.
+pub fn assert_no_loss(acked: &[u64], present: &BTreeSet<u64>, context: &str) {
+    let missing: Vec<u64> = acked.iter().filter(|id| !present.contains(id)).copied().collect();
+    assert!(missing.is_empty(), "{context}: {} acknowledged writes missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+}

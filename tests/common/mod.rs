@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod group;
+pub mod haproxy;
 pub mod load;
 
 use std::net::TcpListener;
