@@ -292,7 +292,13 @@ async fn group_command_on_three_managers() {
     );
     let before = cli.ok(&["status", "--json"]).json()[0]["master"].as_str().unwrap().to_string();
     let r = cli.ok(&["switchover", "--json"]).json();
-    assert_ne!(r["master"].as_str().unwrap(), before, "{r}");
+    // The leader's answer names the new master; the follower's own view follows within ticks.
+    let moved = r["message"].as_str().and_then(|m| m.rsplit("new master ").next()).unwrap_or("").to_string();
+    assert!(!moved.is_empty() && moved != before, "{r}");
+    assert!(
+        wait_until(Duration::from_secs(15), || async { cli.ok(&["status", "--json"]).json()[0]["master"].as_str() == Some(moved.as_str()) }).await,
+        "the follower does not show the new master {moved}"
+    );
 
     // The leader killed: unreachable in the table, another node active.
     lab.node(leader).kill();
