@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::keys::{is_secret, spec, Kind, KEYS};
+use super::hooks::HookConfig;
 use super::{check_kind, lower_camel, value_text, ConfigError, Credential, FailoverMode, HostPort, Section};
 
 /// Settings of one cluster, resolved from defaults, `[Default]`, its section and flags.
@@ -108,6 +109,8 @@ pub struct ClusterConfig {
     pub unprovision_command: String,
     /// `backup-timeout` (seconds, default 3600): deadline of a backup or optimize job.
     pub backup_timeout: Duration,
+    /// Failover hooks and alert channels (`failover-pre-script`, `mail-to`, `alert-slack-url`, ...).
+    pub hooks: HookConfig,
     /// Every key of this cluster (known with defaults applied, and unknown ones), for the API.
     pub raw: BTreeMap<String, Value>,
 }
@@ -207,6 +210,7 @@ impl ClusterConfig {
             provision_command: s.str("prov-db-provision-command")?,
             unprovision_command: s.str("prov-db-unprovision-command")?,
             backup_timeout: Duration::from_secs(s.uint("backup-timeout")?.max(1)),
+            hooks: HookConfig::from_section(&s)?,
             raw,
         })
     }

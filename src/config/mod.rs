@@ -12,11 +12,13 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 mod cluster;
+mod hooks;
 mod keys;
 mod server;
 mod values;
 
 pub use cluster::ClusterConfig;
+pub use hooks::HookConfig;
 pub use keys::{is_secret, ACCEPTED_BUT_IGNORED};
 use keys::{spec, Kind, KeySpec};
 pub use server::{parse_log_level, NodeRole, ServerConfig};

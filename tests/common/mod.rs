@@ -4,6 +4,7 @@
 
 pub mod group;
 pub mod load;
+pub mod receivers;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
