@@ -91,6 +91,7 @@ pub enum ServerAction {
     ToggleReadOnly,
     ResetMaster,
     StartSlave,
+    StopSlave,
     SkipReplicationEvent,
     Provision,
     Unprovision,
