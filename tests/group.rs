@@ -31,6 +31,25 @@ async fn leader(lab: &GroupLab) -> u64 {
     found.unwrap_or_else(|| panic!("no single active node: {}", lab.logs()))
 }
 
+/// A lab whose node 1 (the one run under its own uid, so nftables can cut it) leads: it
+/// initializes the group and nearly always wins the first election; a lab where it did not is
+/// started again, at most 3 times, then the test fails loudly.
+async fn led_by_node_1<F, Fut>(start: F) -> GroupLab
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = GroupLab>,
+{
+    for attempt in 1..=3 {
+        let lab = start().await;
+        if leader(&lab).await == 1 {
+            return lab;
+        }
+        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
+        lab.finish();
+    }
+    unreachable!("the loop returns or fails on its last try")
+}
+
 fn ports(lab: &GroupLab) -> Vec<u16> {
     lab.nodes.iter().map(|n| n.http_port).collect()
 }
@@ -418,16 +437,7 @@ async fn chaos_leader_dies_mid_failover_and_the_next_leader_finishes_it() {
 async fn chaos_peer_http_ports_cut_no_failover() {
     // Node 1 must lead (only it runs under its own uid for the nftables rules); it initializes
     // the group and nearly always wins the first election. Fail loudly otherwise.
-    let mut attempt = 0;
-    let lab = loop {
-        attempt += 1;
-        let lab = GroupLab::start(3, MANAGERS, Some(1), &[("failover-falsepositive-heartbeat", "false")]).await;
-        if leader(&lab).await == 1 {
-            break lab;
-        }
-        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
-        lab.finish();
-    };
+    let lab = led_by_node_1(|| GroupLab::start(3, MANAGERS, Some(1), &[("failover-falsepositive-heartbeat", "false")])).await;
     let old = lab.sb.addr(1);
     let peer_http: Vec<u16> = lab.nodes.iter().filter(|n| n.id != 1).map(|n| n.http_port).collect();
     let mut cut = peer_http.clone();
@@ -556,16 +566,7 @@ fn only_reads(statement: &str) -> bool {
 /// sampler: no acknowledged row lost, never two writable servers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_leader_cut_mid_switchover_sends_nothing_after_the_new_leader_acts() {
-    let mut attempt = 0;
-    let lab = loop {
-        attempt += 1;
-        let lab = GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_FENCE_MS", "8000")]).await;
-        if leader(&lab).await == 1 {
-            break lab;
-        }
-        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
-        lab.finish();
-    };
+    let lab = led_by_node_1(|| GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_FENCE_MS", "8000")])).await;
     let old = lab.sb.addr(1);
     for i in 1..=lab.sb.count {
         lab.sb.sql(i, "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
@@ -661,16 +662,7 @@ async fn chaos_leader_cut_mid_switchover_sends_nothing_after_the_new_leader_acts
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_leader_cut_mid_reseed_stops_the_reload() {
     use mysql_async::prelude::Queryable;
-    let mut attempt = 0;
-    let lab = loop {
-        attempt += 1;
-        let lab = GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[]).await;
-        if leader(&lab).await == 1 {
-            break lab;
-        }
-        assert!(attempt < 3, "node 1 never became the leader in {attempt} tries: {}", lab.logs());
-        lab.finish();
-    };
+    let lab = led_by_node_1(|| GroupLab::start_with_own_accounts(3, MANAGERS, Some(1), &[], &[])).await;
     for i in 1..=lab.sb.count {
         lab.sb.sql(i, "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
     }
