@@ -274,6 +274,14 @@ pub trait Backend: Send + Sync + 'static {
         action: Action,
         requester: Requester,
     ) -> impl std::future::Future<Output = ActionResult> + Send;
+    /// `/metrics`: this node's metrics in the Prometheus text format (version 0.0.4).
+    fn metrics(&self) -> String;
+    /// `/api/prometheus`: the Go project's per-server metrics (`mysql_global_status_*`,
+    /// `mysql_global_variables_*`, `mysql_slave_status_*`), read live from every server.
+    fn legacy_prometheus(&self) -> impl std::future::Future<Output = String> + Send;
+    /// Records one answered request for the API metrics: the route template (not the raw
+    /// path; `unmatched` for no route), the method, the status and the seconds it took.
+    fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64);
 }
 
 #[cfg(test)]

@@ -130,6 +130,8 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
             "How this node sees the master (asked by the leader before a failover)",
             get(master_view::<B>),
         ),
+        spec("/metrics", GET, Public, false, "Prometheus metrics of this node (text format 0.0.4; no token, like other exporters)", get(metrics::<B>)),
+        spec("/api/prometheus", GET, Public, false, "The Go project's per-server metrics (mysql_global_status_*, mysql_global_variables_*, mysql_slave_status_*)", get(legacy_prometheus::<B>)),
         spec("/api/clusters", GET, Token, false, "Every cluster object", get(clusters::<B>)),
         spec("/api/group", GET, Token, false, "The manager group as this node sees it", get(group::<B>)),
         spec("/api/monitor", GET, Token, false, "Manager object (status A/S, split brain, configs)", get(monitor::<B>)),
@@ -340,7 +342,30 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>) -> Router {
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn_with_state(state.clone(), record_request::<B>))
         .with_state(state)
+}
+
+/// Counts every answered request by route template, method and status, with its latency.
+async fn record_request<B: Backend>(State(st): St<B>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let resp = next.run(req).await;
+    st.backend.record_request(&route, &method, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The Prometheus text format's content type (version 0.0.4).
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics<B: Backend>(State(st): St<B>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT))], st.backend.metrics()).into_response()
+}
+
+async fn legacy_prometheus<B: Backend>(State(st): St<B>) -> Response {
+    let body = st.backend.legacy_prometheus().await;
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT))], body).into_response()
 }
 
 async fn openapi<B: Backend>() -> Response {

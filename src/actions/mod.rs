@@ -1,6 +1,7 @@
 //! Operations on servers and clusters that are not a master change: settings, server
 //! toggles, orchestrator commands, jobs (backups, optimize, reseeds) and server information.
 
+pub mod alerts;
 pub mod cluster_ops;
 pub mod jobs;
 pub mod operations;

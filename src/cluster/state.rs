@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cluster::events::{ClusterEvent, EventOutbox};
 use crate::cluster::log::{ClusterLog, Level};
 use crate::cluster::records::{CrashRecord, JournalEntry, PersistedCluster};
 pub use crate::cluster::server::ServerRuntime;
@@ -65,6 +66,11 @@ pub struct ClusterState {
     pub qps: f64,
     /// The cluster's managed proxies and their last known state (shared by every copy).
     pub proxies: Arc<crate::proxy::ProxySet>,
+    /// Events waiting for the alert dispatcher (drained by the monitor every tick).
+    pub events: EventOutbox,
+    /// The last alerted end of an automatic failover that did not succeed, and when: an
+    /// automatic failover is retried every tick, its veto or failure is alerted once a minute.
+    pub auto_outcome_alerted: Option<(crate::cluster::events::Outcome, Instant)>,
 }
 
 /// Availability counters (the Go project's uptime, uptimeFailable, uptimeSemisync).
@@ -100,6 +106,8 @@ impl ClusterState {
             last_queries: None,
             qps: 0.0,
             proxies: Arc::new(crate::proxy::ProxySet::new(&config.name, &config.proxy)),
+            events: EventOutbox::default(),
+            auto_outcome_alerted: None,
             config,
             servers,
             master: None,
@@ -295,6 +303,8 @@ impl ClusterState {
             self.servers[i].prev_state = old;
             self.servers[i].state = new;
             self.log(level, "state", &msg);
+            let server = self.servers[i].addr.clone();
+            self.events.push(ClusterEvent::ServerState { server, from: old, to: new });
         }
 
         if topo.master != self.master {
@@ -370,9 +380,11 @@ impl ClusterState {
         for p in opened {
             let level = if p.is_error() { Level::Error } else { Level::Warn };
             self.log(level, "alert", &format!("{}: {}", p.code, p.desc));
+            self.events.push(ClusterEvent::Problem { code: p.code, desc: p.desc, server: p.server, resolved: false });
         }
         for p in closed {
             self.log(Level::Info, "alert", &format!("Resolved {}: {}", p.code, p.desc));
+            self.events.push(ClusterEvent::Problem { code: p.code, desc: p.desc, server: p.server, resolved: true });
         }
         self.problems = all;
     }

@@ -21,6 +21,20 @@ pub enum ServerState {
 }
 
 impl ServerState {
+    /// Every state (one `server_state` gauge per state on `/metrics`).
+    pub const ALL: [ServerState; 10] = [
+        ServerState::Master,
+        ServerState::Slave,
+        ServerState::SlaveErr,
+        ServerState::SlaveLate,
+        ServerState::Suspect,
+        ServerState::Failed,
+        ServerState::Maintenance,
+        ServerState::StandAlone,
+        ServerState::Unconnected,
+        ServerState::ErrorAuth,
+    ];
+
     /// The name the API shows.
     pub fn as_str(self) -> &'static str {
         match self {

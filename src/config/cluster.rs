@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::keys::{is_secret, spec, Kind, KEYS};
+use super::hooks::HookConfig;
 use super::{check_kind, lower_camel, value_text, ConfigError, Credential, FailoverMode, HostPort, Section};
 
 /// Settings of one cluster, resolved from defaults, `[Default]`, its section and flags.
@@ -116,6 +117,8 @@ pub struct ClusterConfig {
     pub backup_timeout: Duration,
     /// `haproxy*` and `proxy-servers-read-on-master`: the managed proxies.
     pub proxy: super::ProxySettings,
+    /// Failover hooks and alert channels (`failover-pre-script`, `mail-to`, `alert-slack-url`, ...).
+    pub hooks: HookConfig,
     /// Every key of this cluster (known with defaults applied, and unknown ones), for the API.
     pub raw: BTreeMap<String, Value>,
 }
@@ -218,6 +221,7 @@ impl ClusterConfig {
             unprovision_command: s.str("prov-db-unprovision-command")?,
             backup_timeout: Duration::from_secs(s.uint("backup-timeout")?.max(1)),
             proxy: super::ProxySettings::from_section(&s)?,
+            hooks: HookConfig::from_section(&s)?,
             raw,
         })
     }

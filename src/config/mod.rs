@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 mod cluster;
 mod go_setting_names;
+mod hooks;
 mod keys;
 mod proxy;
 mod server;
@@ -20,6 +21,7 @@ mod setting_names;
 mod values;
 
 pub use cluster::ClusterConfig;
+pub use hooks::HookConfig;
 pub use keys::{is_secret, ACCEPTED_BUT_IGNORED};
 pub use proxy::ProxySettings;
 use keys::{spec, Kind, KeySpec};

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::db::conn::{AdminConn, DbError};
+use crate::cluster::events::ChangeKind;
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::config::{ClusterConfig, HostPort};
@@ -206,9 +207,10 @@ impl FailoverExecutor<'_> {
         }
     }
 
-    /// Failover: promote the most up-to-date replica of the master (dead or alive), following
-    /// the plan of [`plan::plan_failover`] step by step.
-    pub async fn failover(&self, trigger: &str) -> OpResult {
+    /// The steps of [`FailoverExecutor::failover`] (which records how they ended): promote the
+    /// most up-to-date replica of the master (dead or alive), following the plan of
+    /// [`plan::plan_failover`] step by step.
+    pub(crate) async fn failover_steps(&self, trigger: &str) -> OpResult {
         let st = self.snapshot();
         let cfg = st.config.clone();
         let plan = match plan::plan_failover(&st) {
@@ -269,6 +271,7 @@ impl FailoverExecutor<'_> {
             for step in &plan.steps {
                 tracing::debug!(op = %record.id, ?step, "failover step");
                 match step {
+                    FailoverStep::PreScript => self.run_pre_script(ChangeKind::Failover, &old.addr, &cand.addr).await?,
                     FailoverStep::JournalStarted => {
                         // Journaled before the first mutation: a new leader can finish or abort it.
                         self.journal(&journal).await?;

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod executor;
 pub mod fence;
+pub mod hooks;
 pub mod plan;
 pub mod planner;
 pub mod proxies;

@@ -23,6 +23,9 @@ pub type PlanError = NoCandidate;
 /// database is preceded by a leadership check in the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailoverStep {
+    /// Run `failover-pre-script` (old and new master, `failover`); a non-zero exit or its
+    /// deadline vetoes the failover before anything changed.
+    PreScript,
     /// Replicate the journal entry (`started`) before the first mutation.
     JournalStarted,
     /// The old master leaves the write backend of every proxy (maintenance, its sessions
@@ -72,6 +75,9 @@ pub enum SwitchoverStep {
     /// Refuse (nothing changed) while a write runs longer than `switchover-wait-write-query`
     /// or a transaction is open longer than `switchover-wait-trx` on the master.
     CheckMaster,
+    /// Run `failover-pre-script` (old and new master, `switchover`); a non-zero exit or its
+    /// deadline vetoes the switchover before anything changed.
+    PreScript,
     /// Replicate the journal entry (`started`).
     JournalStarted,
     /// The master leaves the write backend of every proxy before it is fenced.
@@ -419,7 +425,11 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
         .unwrap_or_default();
 
     let semi_sync = old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
-    let mut steps = vec![FailoverStep::JournalStarted];
+    let mut steps = Vec::new();
+    if !cfg.hooks.pre_script.is_empty() {
+        steps.push(FailoverStep::PreScript);
+    }
+    steps.push(FailoverStep::JournalStarted);
     let proxies = cfg.proxy.enabled();
     if proxies {
         steps.push(FailoverStep::ProxyWriteOut);
@@ -465,7 +475,11 @@ pub fn plan_switchover(st: &ClusterState, requested: Option<usize>) -> Result<Sw
     let election = planner::elect(&candidates(st, m, domain, requested), &rules, ElectionKind::Switchover, requested)?;
     let w = election.winner;
     let semi_sync = st.servers[m].snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled);
-    let mut steps = vec![SwitchoverStep::CheckMaster, SwitchoverStep::JournalStarted];
+    let mut steps = vec![SwitchoverStep::CheckMaster];
+    if !cfg.hooks.pre_script.is_empty() {
+        steps.push(SwitchoverStep::PreScript);
+    }
+    steps.push(SwitchoverStep::JournalStarted);
     let proxies = cfg.proxy.enabled();
     if proxies {
         steps.push(SwitchoverStep::ProxyWriteOut);
@@ -735,6 +749,11 @@ mod tests {
         let p = plan_failover(&st).unwrap();
         assert!(!p.steps.contains(&FenceOldMaster));
         assert_eq!(p.steps.iter().position(|s| *s == WaitApplied), Some(1));
+        // A pre-script, when configured, runs first: before the journal and any change.
+        let mut hooked = st.clone();
+        hooked.config.hooks.pre_script = "/usr/local/bin/pre".into();
+        let p = plan_failover(&hooked).unwrap();
+        assert_eq!(&p.steps[..2], &[PreScript, JournalStarted]);
         // What the old master had that the candidate never received is reported.
         let st = cluster("", vec![master("0-1-25"), Some(replica("0-1-20", "0-1-20"))]);
         assert_eq!(plan_failover(&st).unwrap().at_risk, vec!["0-1-21..25".to_string()]);
@@ -763,6 +782,9 @@ mod tests {
                 Finish
             ]
         );
+        let mut hooked = st.clone();
+        hooked.config.hooks.pre_script = "/usr/local/bin/pre".into();
+        assert_eq!(&plan_switchover(&hooked, Some(2)).unwrap().steps[..3], &[CheckMaster, PreScript, JournalStarted]);
         assert_eq!(plan_switchover(&st, Some(0)).map_err(|e| e.code), Err("ERR00032"));
         st.servers[0].last_error = Some("down".into());
         assert_eq!(plan_switchover(&st, None).map_err(|e| e.reason), Err("Master failed".to_string()));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::events::ChangeKind;
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::{CrashRecord, JournalEntry, CRASHES_KEPT};
@@ -17,9 +18,10 @@ use crate::db::probe::ServerSnapshot;
 use crate::failover::plan::{self, SwitchoverStep};
 
 impl FailoverExecutor<'_> {
-    /// Switchover: fence the live master, let the candidate catch up, promote it, and make the
-    /// old master its replica. Any failure before the promotion is undone.
-    pub async fn switchover(&self, prefmaster: Option<&str>, trigger: &str) -> OpResult {
+    /// The steps of [`FailoverExecutor::switchover`] (which records how they ended): fence the
+    /// live master, let the candidate catch up, promote it, and make the old master its
+    /// replica. Any failure before the promotion is undone.
+    pub(crate) async fn switchover_steps(&self, prefmaster: Option<&str>, trigger: &str) -> OpResult {
         // Every event of the switchover carries its operation id and the term it started in.
         let op = op_id("switchover");
         let span = tracing::info_span!("switchover", op = %op, term = self.coord.epoch().0);
@@ -87,6 +89,13 @@ impl FailoverExecutor<'_> {
                     }
                     busy = Some(InFailover::enter(self.shared)?);
                     self.log(Level::Warn, &format!("Switchover: {} replaces master {}", cand.addr, old.addr));
+                }
+                SwitchoverStep::PreScript => {
+                    // Nothing changed yet: a veto leaves the master as it is.
+                    if let Err(e) = self.run_pre_script(ChangeKind::Switchover, &old.addr, &cand.addr).await {
+                        oldc.close().await;
+                        return Err(e);
+                    }
                 }
                 SwitchoverStep::JournalStarted => self.journal(&journal).await?,
                 SwitchoverStep::ProxyWriteOut => proxy_failures.extend(self.proxies_write_out(m).await),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use replication_manager_api::Action;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::cluster::events::ClusterEvent;
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::{CrashRecord, JournalEntry};
@@ -17,6 +18,7 @@ use crate::cluster::state::{ClusterState, SharedCluster};
 use crate::cluster::topology::{Problem, ServerState};
 use crate::db::probe::{ProbeError, ServerProbe, ServerSnapshot};
 use crate::failover::executor::FailoverExecutor;
+use crate::failover::hooks::VETO_CODE;
 use crate::failover::plan;
 use crate::failover::planner::Gate;
 use crate::failover::AUTOMATIC;
@@ -87,6 +89,10 @@ pub struct MonitorEnv {
     pub config_source: Option<std::path::PathBuf>,
     pub cli_overrides: Vec<(String, String)>,
     pub jobs: Arc<crate::actions::jobs::JobRegistry>,
+    /// Failover/switchover outcomes and probe latency are counted here (exposed on `/metrics`).
+    pub counters: Arc<crate::cluster::counters::ClusterCounters>,
+    /// Where the active leader hands its clusters' events for alerting (never waits).
+    pub alerts: crate::actions::alerts::AlertQueue,
 }
 
 impl ClusterMonitor {
@@ -156,6 +162,7 @@ impl ClusterMonitor {
                     if !paused {
                         self.tick().await;
                     }
+                    self.hand_over_events();
                     next_tick = started + self.ticker;
                 }
                 _ = self.round_now.notified() => {
@@ -282,6 +289,27 @@ impl ClusterMonitor {
                 tracing::warn!(cluster = %shared.read().config.name, "proxy pass did not finish within {PROXY_PASS_DEADLINE:?}");
             }
         });
+    }
+
+    /// Takes the cluster's events: counts the master changes that ended, and on the active
+    /// leader offers them to the alert queue (a standby drops them: one node alerts). Never
+    /// waits on a delivery.
+    fn hand_over_events(&self) {
+        let (name, events) = {
+            let mut st = self.shared.write();
+            if st.events.is_empty() {
+                return;
+            }
+            (st.config.name.clone(), st.events.drain())
+        };
+        for e in &events {
+            if let ClusterEvent::MasterChange { kind, outcome, .. } = e {
+                self.env.counters.operation(&name, *kind, *outcome);
+            }
+        }
+        if self.group.is_active() {
+            self.env.alerts.offer(&self.shared, events);
+        }
     }
 
     /// Learns how replicas spell their source when it is not a configured host: both are
@@ -454,7 +482,11 @@ impl ClusterMonitor {
                 Err(e) => {
                     let e = e.in_cluster(&self.shared.read().config.name);
                     tracing::error!(error = %e.with_context(), "automatic failover failed");
-                    vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }]
+                    if e.message.starts_with(VETO_CODE) {
+                        vec![Problem { code: VETO_CODE, desc: format!("Automatic failover vetoed: {}", e.message), server: None }]
+                    } else {
+                        vec![Problem { code: "ERR00032", desc: format!("Automatic failover failed: {}", e.message), server: None }]
+                    }
                 }
             },
             Gate::Idle => Vec::new(),
@@ -551,14 +583,22 @@ impl ClusterMonitor {
 
     async fn probe_all(&mut self) -> Vec<Result<ServerSnapshot, ProbeError>> {
         let deadline = self.probe_deadline;
-        let rounds = self.probes.iter_mut().map(|p| async move {
-            match tokio::time::timeout(deadline, p.probe()).await {
+        let (cluster, addrs): (String, Vec<String>) = {
+            let st = self.shared.read();
+            (st.config.name.clone(), st.servers.iter().map(|s| s.addr.to_string()).collect())
+        };
+        let (counters, cluster) = (&self.env.counters, &cluster);
+        let rounds = self.probes.iter_mut().zip(addrs).map(|(p, addr)| async move {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(deadline, p.probe()).await {
                 Ok(r) => r,
                 Err(_) => {
                     // The probe future was dropped mid-statement: its connection is gone with it.
                     Err(ProbeError::StatementTimeout { statement: "probe".to_string(), after: deadline })
                 }
-            }
+            };
+            counters.probe(cluster, &addr, started.elapsed());
+            result
         });
         futures::future::join_all(rounds).await
     }

@@ -3,6 +3,7 @@
 
 pub mod json_log;
 pub mod proxy_views;
+pub mod metrics;
 pub mod tls;
 pub mod views;
 
@@ -43,6 +44,8 @@ pub struct NodeBackend {
     group: Arc<ManagerGroup>,
     jobs: Arc<crate::actions::jobs::JobRegistry>,
     status_cache: Arc<crate::actions::server_info::StatusCache>,
+    /// `/metrics`: the cluster counters and the API's.
+    metrics: Arc<metrics::NodeMetrics>,
 }
 
 impl NodeBackend {
@@ -365,6 +368,20 @@ impl Backend for NodeBackend {
             monitor::request(&tx, action, requester, key).await.map_err(http_error)
         }
     }
+
+    fn metrics(&self) -> String {
+        self.metrics.encode(&self.clusters, &self.group.status())
+    }
+
+    fn legacy_prometheus(&self) -> impl std::future::Future<Output = String> + Send {
+        let targets: Vec<metrics::LegacyTarget> = self.clusters.values().flat_map(|c| metrics::legacy_targets(&c.read())).collect();
+        let cache = self.status_cache.clone();
+        async move { metrics::legacy_prometheus(targets, &cache).await }
+    }
+
+    fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.metrics.record_request(route, method, status, seconds);
+    }
 }
 
 /// The API edge: the HTTP status and text of a failed operation. The only place where the
@@ -395,11 +412,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&datadir).with_context(|| format!("creating monitoring-datadir {}", datadir.display()))?;
     let group = ManagerGroup::start(&config.server).await?;
     let jobs = crate::actions::jobs::JobRegistry::open(&datadir)?;
+    let counters = Arc::new(crate::cluster::counters::ClusterCounters::default());
+    let (alerts, alert_dispatcher) = crate::actions::alerts::channel(counters.clone(), hostname());
     let env = Arc::new(crate::monitor::MonitorEnv {
         datadir: datadir.clone(),
         config_source: config.source.clone(),
         cli_overrides: config.cli_overrides.clone(),
         jobs: jobs.clone(),
+        counters: counters.clone(),
+        alerts,
     });
 
     let mut clusters = BTreeMap::new();
@@ -423,6 +444,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         group: group.clone(),
         jobs,
         status_cache: Arc::new(crate::actions::server_info::StatusCache::default()),
+        metrics: Arc::new(metrics::NodeMetrics::new(counters)),
     });
     // Peers ask this node's view of a master (failure vote) over the raft channel.
     let viewer = Arc::downgrade(&backend);
@@ -437,6 +459,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(alert_dispatcher.run(stop_rx.clone()));
     {
         let g = group.clone();
         let mut stop = stop_rx.clone();

@@ -5,6 +5,7 @@
 pub mod group;
 pub mod haproxy;
 pub mod load;
+pub mod receivers;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
