@@ -58,7 +58,7 @@ async fn metrics_pass_promtool_and_a_real_prometheus_reads_them_back() {
     assert_eq!(sample(&text, &format!("replication_manager_server_read_only{{cluster=\"{CLUSTER}\",server=\"{}\"}}", sb.addr(2))), Some(1.0));
     assert!(text.contains(&format!("replication_manager_server_gtid_sequence{{cluster=\"{CLUSTER}\",server=\"{master}\",domain=\"0\"}}")), "{text}");
     let probes = sample(&text, &format!("replication_manager_server_probe_duration_seconds_count{{cluster=\"{CLUSTER}\",server=\"{master}\"}}"));
-    assert!(probes.is_some_and(|n| n >= 3.0), "probe latency histogram: {probes:?}\n{text}");
+    assert!(probes.is_some_and(|n| n >= 1.0), "probe latency histogram: {probes:?}\n{text}");
     for line in ["# HELP replication_manager_server_state ", "# TYPE replication_manager_server_state gauge", "# TYPE replication_manager_api_requests_total counter"] {
         assert!(text.contains(line), "missing {line}");
     }

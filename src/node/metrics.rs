@@ -201,7 +201,7 @@ impl ServerGauges {
         reg.register("server_semisync_master_clients", "Semi-sync replicas connected (Rpl_semi_sync_master_clients)", self.semisync_clients);
         reg.register("server_read_only", "1 when the server is read_only", self.read_only);
         reg.register("server_gtid_sequence", "Sequence number of gtid_current_pos, per replication domain", self.gtid);
-        reg.register("cluster_failover_counter", "The cluster's replicated failover counter (reset by reset-failover-control)", self.failover_counter);
+        reg.register("cluster_failovers_since_reset", "The cluster's replicated failover counter (reset by reset-failover-control)", self.failover_counter);
     }
 }
 
