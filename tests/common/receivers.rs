@@ -47,7 +47,7 @@ async fn port_open(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
 }
 
-/// aiosmtpd on 127.0.0.1:`port`, storing every mail in `<dir>/mbox`.
+/// aiosmtpd on 127.0.0.1:`port`, storing every mail in the Maildir `<dir>/maildir`.
 pub struct SmtpReceiver {
     pub proc: Proc,
     pub mbox: PathBuf,
@@ -56,7 +56,7 @@ pub struct SmtpReceiver {
 
 impl SmtpReceiver {
     pub async fn start(dir: &Path, port: u16) -> SmtpReceiver {
-        let mbox = dir.join("mbox");
+        let mbox = dir.join("maildir");
         let args = ["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox", &mbox.display().to_string()]
             .map(str::to_string);
         // Debian's python3-aiosmtpd is installed for the system interpreter.
@@ -66,9 +66,19 @@ impl SmtpReceiver {
         SmtpReceiver { proc, mbox, port }
     }
 
-    /// Every mail received so far (the mbox text).
+    /// Every mail received so far, concatenated (the Maildir's `new` and `cur` files).
     pub fn mails(&self) -> String {
-        std::fs::read_to_string(&self.mbox).unwrap_or_default()
+        let mut out = String::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.mbox.join(sub)) else { continue };
+            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for f in files {
+                out.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 

@@ -63,10 +63,12 @@ pub fn channel(counters: Arc<ClusterCounters>, monitor: String) -> (AlertQueue, 
 }
 
 /// Whether `event` alerts under `hooks`: a server state change (but to `Suspect`, as the Go
-/// project), a master change, or a problem listed in `monitoring-alert-trigger`.
+/// project, and the first state found for a server: a manager that starts or takes the lead
+/// does not alert every server), a master change, or a problem listed in
+/// `monitoring-alert-trigger`.
 pub fn alerts(hooks: &HookConfig, event: &ClusterEvent) -> bool {
     match event {
-        ClusterEvent::ServerState { to, .. } => *to != ServerState::Suspect,
+        ClusterEvent::ServerState { from, to, .. } => *to != ServerState::Suspect && *from != ServerState::Unconnected,
         ClusterEvent::Problem { code, .. } => hooks.triggers(code),
         ClusterEvent::MasterChange { .. } => true,
     }
@@ -229,6 +231,8 @@ mod tests {
         let state = |to| ClusterEvent::ServerState { server: server.clone(), from: ServerState::Master, to };
         assert!(alerts(&h, &state(ServerState::Failed)));
         assert!(!alerts(&h, &state(ServerState::Suspect)), "Suspect does not alert (the Go project's rule)");
+        let found = ClusterEvent::ServerState { server: server.clone(), from: ServerState::Unconnected, to: ServerState::Slave };
+        assert!(!alerts(&h, &found), "the first state found does not alert");
         let problem = |code| ClusterEvent::Problem { code, desc: "d".into(), server: None, resolved: false };
         assert!(alerts(&h, &problem("ERR00042")), "in the default monitoring-alert-trigger");
         assert!(!alerts(&h, &problem("ERR00012")));
