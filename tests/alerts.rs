@@ -210,3 +210,42 @@ async fn a_vetoing_pre_script_blocks_the_failover_and_a_passing_one_lets_it_happ
     eprintln!("pre-script vetoed, then allowed: {old} -> {new}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A switchover asked through the API is vetoed the same way (409 with the script's reason,
+/// the master unchanged), and runs once the pre-script passes; the post-script is told it
+/// was a switchover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vetoing_pre_script_refuses_a_switchover_until_it_passes() {
+    let s = slot();
+    let dir = temp_dir("alerts-switch", s);
+    let gate = format!("[ -f {d}/allow ] || {{ echo 'not during backups' >&2; exit 1; }}", d = dir.display());
+    let pre = script(&dir, "pre.sh", &gate);
+    let post = script(&dir, "post.sh", &format!("printf '%s\\n' \"$@\" > {}/post-args", dir.display()));
+    let sb = Sandbox::start(2, true);
+    let keys = vec![("failover-pre-script", pre), ("failover-post-script", post)];
+    let (m, _mdir) = sandbox_manager(&sb, "switch-veto", CLUSTER, 1, &[], &keys).await;
+    let token = m.token().await;
+    discovered(&m, &token, &sb).await;
+    let path = format!("/api/clusters/{CLUSTER}/actions/switchover");
+    let (status, body) = m.get_long(&path, &token, Duration::from_secs(60)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("ERR00120") && body.contains("not during backups"), "{body}");
+    assert_eq!(master_url(&m, &token).await.as_deref(), Some(sb.addr(1).as_str()), "the master changed despite the veto");
+    assert_eq!(sb.sql(1, "SELECT @@read_only").trim(), "0", "the vetoed switchover left the master read-only");
+    std::fs::write(dir.join("allow"), "").unwrap();
+    let (status, body) = m.get_long(&path, &token, Duration::from_secs(60)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(master_url(&m, &token).await.as_deref(), Some(sb.addr(2).as_str()));
+    let post_args = dir.join("post-args");
+    assert!(wait_until(Duration::from_secs(20), || async { post_args.exists() }).await, "post-script not run");
+    let expected = format!("127.0.0.1\n127.0.0.1\n{}\n{}\n\n\nswitchover\n", sb.port(1), sb.port(2));
+    assert_eq!(std::fs::read_to_string(&post_args).unwrap(), expected);
+    let ok = wait_until(Duration::from_secs(10), || async {
+        let t = metrics(&m).await;
+        sample(&t, &format!("replication_manager_switchovers_total{{cluster=\"{CLUSTER}\",outcome=\"vetoed\"}}")) == Some(1.0)
+            && sample(&t, &format!("replication_manager_switchovers_total{{cluster=\"{CLUSTER}\",outcome=\"done\"}}")) == Some(1.0)
+    })
+    .await;
+    assert!(ok, "switchover outcomes not counted: {}", metrics(&m).await);
+    let _ = std::fs::remove_dir_all(dir);
+}
