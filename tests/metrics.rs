@@ -99,3 +99,43 @@ async fn metrics_pass_promtool_and_a_real_prometheus_reads_them_back() {
     drop(prom);
     let _ = std::fs::remove_dir_all(pdir);
 }
+
+/// Every node of a three-manager group answers `/metrics` for itself: one reports active, all
+/// name the same leader and term, the followers report their leader contact age, and each
+/// sees the sandbox's master in its own server gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_manager_of_a_group_serves_its_own_metrics() {
+    let lab = common::group::GroupLab::start(2, &["manager", "manager", "manager"], None, &[]).await;
+    let master = lab.sb.addr(1);
+    let mut texts = Vec::new();
+    let agreed = wait_until(Duration::from_secs(30), || async {
+        let mut all = Vec::new();
+        for n in &lab.nodes {
+            let Ok(r) = http().get(n.url("/metrics")).send().await else { return false };
+            all.push((n.id, r.text().await.unwrap_or_default()));
+        }
+        let active: Vec<u64> = all.iter().filter(|(_, t)| sample(t, "replication_manager_active") == Some(1.0)).map(|(id, _)| *id).collect();
+        let leaders: Vec<Option<f64>> = all.iter().map(|(_, t)| sample(t, "replication_manager_raft_leader_id")).collect();
+        let sees_master = all.iter().all(|(_, t)| {
+            sample(t, &format!("replication_manager_server_state{{cluster=\"{}\",server=\"{master}\",state=\"Master\"}}", lab.cluster)) == Some(1.0)
+        });
+        active.len() == 1 && leaders.iter().all(|l| *l == Some(active[0] as f64)) && sees_master
+    })
+    .await;
+    for n in &lab.nodes {
+        texts.push((n.id, http().get(n.url("/metrics")).send().await.unwrap().text().await.unwrap()));
+    }
+    assert!(agreed, "the nodes do not agree on one active leader seeing the master: {texts:?}");
+    let terms: Vec<Option<f64>> = texts.iter().map(|(_, t)| sample(t, "replication_manager_raft_term")).collect();
+    assert!(terms.iter().all(|t| t.is_some() && *t == terms[0]), "terms differ: {terms:?}");
+    for (id, t) in &texts {
+        let (ok, out) = promtool_check(t);
+        assert!(ok && out.trim().is_empty(), "node {id}: promtool: {out}");
+        if sample(t, "replication_manager_active") == Some(0.0) {
+            let age = sample(t, "replication_manager_leader_contact_age_seconds");
+            // Below the leader-contact timeout (2 x raft-election-max-ms): the follower hears the leader.
+            assert!(age.is_some_and(|a| (0.0..6.0).contains(&a)), "node {id} follower leader contact age {age:?}");
+        }
+    }
+    lab.finish();
+}
