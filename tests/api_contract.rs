@@ -53,6 +53,7 @@ fn fill(path: &str, sb: &Sandbox) -> String {
         .replace("{value}", "true")
         .replace("{test}", "switchover")
         .replace("{method}", "logicalmaster")
+        .replace("{file}", "app.js")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -386,6 +387,135 @@ async fn server_info_actions_settings_and_jobs_work_for_real() {
         s.as_array().unwrap().iter().any(|x| x["url"] == format!("127.0.0.1:{extra}") && x["state"] == "Suspect" || x["url"] == format!("127.0.0.1:{extra}") && x["state"] == "Failed")
     })
     .await);
+    drop(m);
+    drop(sb);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The Go project's own clients, as their source sends the calls: the CLI (JSON login with
+/// `Content-Type: application/json`, cluster list from `/api/monitor`, actions as form-encoded
+/// POSTs with `customer_name=value` and `prefmaster`), the Angular and React dashboards (their
+/// `Accept` and `Content-Type` headers, grants from `apiUsers`, actions as GETs, including the
+/// React routes `stop-slave`, `toggle-*` and `servers/{id}/actions/switchover`), and our own
+/// dashboard's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn go_clients_calls_work_unchanged() {
+    let (sb, m, _admin, _viewer, dir) = lab().await;
+    let (m1, r2) = (sb.addr(1), sb.addr(2));
+    let client = http();
+    // Logins, with each client's headers.
+    let mut tokens = Vec::new();
+    for (content_type, accept) in [
+        ("application/json", None),                                          // CLI
+        ("application/json;charset=utf-8", Some("application/json, text/plain, */*")), // Angular
+        ("application/json; charset=\"utf-8\"", Some("*/*")),                 // React
+    ] {
+        let mut rq = client
+            .post(m.url("/api/login"))
+            .header("Content-Type", content_type)
+            .body(r#"{"username":"admin", "password":"repman"}"#);
+        if let Some(a) = accept {
+            rq = rq.header("Accept", a);
+        }
+        let r = rq.send().await.unwrap();
+        assert_eq!(r.status(), 200, "login with {content_type} / {accept:?}");
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).expect("the token as JSON");
+        tokens.push(v["token"].as_str().expect("token").to_string());
+    }
+    let r = client.post(m.url("/api/login")).header("Content-Type", "application/json").body(r#"{"username":"admin", "password":"nope"}"#).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the CLI reads 403 as wrong credentials");
+    let token = tokens[0].clone();
+
+    // The CLI's cluster list, the dashboards' cluster objects and grants.
+    let mon = m.get_json("/api/monitor", &token).await;
+    assert_eq!(mon["clusters"], serde_json::json!([CLUSTER]), "{}", mon["clusters"]);
+    assert!(mon["status"] == "A" || mon["status"] == "S");
+    let clusters = m.get_json("/api/clusters", &token).await;
+    let c = &clusters.as_array().expect("an array of clusters")[0];
+    assert_eq!(c["name"], CLUSTER);
+    assert_eq!(c["apiUsers"]["admin"]["grants"]["cluster-switchover"], true);
+    assert_eq!(c["apiUsers"]["viewer"]["grants"]["cluster-switchover"], false);
+    assert_eq!(c["apiUsers"]["viewer"]["grants"]["db-maintenance"], false);
+
+    // A CLI action: form-encoded POST.
+    let form = |path: String, body: String| {
+        let client = client.clone();
+        let url = m.url(&path);
+        let token = token.clone();
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let servers = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await;
+    let r2_id = server_by_url(&servers, &r2)["id"].as_str().unwrap().to_string();
+    let (st, body) = form(format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/maintenance"), "customer_name=value".into()).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(5), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await, &r2)["isMaintenance"] == true
+    })
+    .await);
+    let (st, _) = form(format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/maintenance"), "customer_name=value".into()).await;
+    assert_eq!(st, 200);
+
+    // The React dashboard's GETs: stop-slave, start-slave, toggle-* (its spelling).
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/stop-slave"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    let io_threads = || sb.sql(2, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'");
+    assert_eq!(io_threads(), "0", "stop-slave left the IO thread running");
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/start-slave"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(wait_until(Duration::from_secs(10), || async { io_threads() != "0" }).await, "start-slave");
+    let before = sb.sql(2, "SELECT @@slow_query_log");
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/toggle-slow-query"), Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert_ne!(sb.sql(2, "SELECT @@slow_query_log"), before, "toggle-slow-query did not toggle");
+    let (st, _) = m.get(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/toogle-slow-query"), Some(&token)).await;
+    assert_eq!(st, 200);
+    assert_eq!(sb.sql(2, "SELECT @@slow_query_log"), before);
+
+    // React's "promote" (a switchover to a named server), then the CLI's switchover back.
+    assert!(wait_until(Duration::from_secs(15), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await, &r2)["state"] == "Slave"
+    })
+    .await);
+    let (st, body) = m.get_long(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/switchover"), &token, Duration::from_secs(60)).await;
+    assert_eq!(st, 200, "{body}");
+    let master = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/master"), &token).await;
+    assert_eq!(master["url"], r2.as_str(), "promote");
+    let (st, body) = m.get(&format!("/api/clusters/{CLUSTER}/servers/{r2_id}/actions/switchover"), Some(&token)).await;
+    assert_eq!(st, 400, "promoting the master: {body}");
+    assert!(wait_until(Duration::from_secs(15), || async {
+        server_by_url(&m.get_json(&format!("/api/clusters/{CLUSTER}/topology/servers"), &token).await, &m1)["state"] == "Slave"
+    })
+    .await);
+    let (st, body) = form(format!("/api/clusters/{CLUSTER}/actions/switchover"), format!("customer_name=value&prefmaster={}", m1.replace(':', "%3A"))).await;
+    assert_eq!(st, 200, "{body}");
+    let master = m.get_json(&format!("/api/clusters/{CLUSTER}/topology/master"), &token).await;
+    assert_eq!(master["url"], m1.as_str(), "CLI switchover with prefmaster");
+
+    // Our dashboard: the page and its files, from this node only.
+    let r = client.get(m.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    assert!(r.text().await.unwrap().contains("/dashboard/app.js"));
+    for (file, kind) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
+        let r = client.get(m.url(&format!("/dashboard/{file}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{file}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(kind), "{file}");
+    }
+    let r = client.get(m.url("/dashboard/nothing.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), "404 page not found");
     drop(m);
     drop(sb);
     let _ = std::fs::remove_dir_all(dir);

@@ -117,6 +117,7 @@ pub enum ServerAction {
     ToggleReadOnly,
     ResetMaster,
     StartSlave,
+    StopSlave,
     SkipReplicationEvent,
     Provision,
     Unprovision,

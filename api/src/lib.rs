@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod auth;
 pub mod backend;
+pub mod dashboard;
 pub mod openapi;
 pub mod proxy_wire;
 pub mod route;

@@ -120,6 +120,8 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         spec("/api/status", GET, Public, false, "Manager status: {\"alive\": \"running\"} once started", get(status::<B>)),
         spec("/api/login", &["POST"], Public, false, "Login with {\"username\",\"password\"}; returns {\"token\"}", post(login::<B>)),
         spec("/api/openapi.json", GET, Public, false, "This OpenAPI document", get(openapi::<B>)),
+        spec("/", GET, Public, false, "The web dashboard (a single page, embedded in the binary)", get(crate::dashboard::index)),
+        spec("/dashboard/{file}", GET, Public, false, "A file of the web dashboard (app.js, style.css)", get(crate::dashboard::file)),
         spec("/api/clusters/{cluster}/status", GET, Public, false, "Cluster status: running or errors", get(cluster_status::<B>))
             .documented_unknown(400, None),
         spec(
@@ -205,6 +207,14 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
     }
     v.push(spec("/api/clusters/{cluster}/tests/actions/run/{test}", GET_POST, Grant(&["cluster-test"]), true, "Run a regression scenario", get(run_test::<B>).post(run_test::<B>)));
     v.push(spec("/api/clusters/{cluster}/actions/addserver/{host}/{port}", GET_POST, Grant(&["cluster-create-monitor"]), true, "Add a server to monitoring", get(add_server::<B>).post(add_server::<B>)));
+    v.push(spec(
+        "/api/clusters/{cluster}/servers/{server}/actions/switchover",
+        GET_POST,
+        Grant(&["cluster-switchover"]),
+        true,
+        "Switchover to this server (the Go React dashboard's call)",
+        get(server_switchover::<B>).post(server_switchover::<B>),
+    ));
     v.push(spec("/api/clusters/{cluster}/servers/{server}/actions/maintenance", GET_POST, Grant(&["db-maintenance"]), true, "Toggle maintenance", get(maintenance::<B>).post(maintenance::<B>)));
     v.push(spec("/api/clusters/{cluster}/servers/{server}/actions/reseed/{method}", GET_POST, Grant(&["db-restore"]), true, "Rebuild from logicalbackup, logicalmaster or physicalbackup", get(reseed::<B>).post(reseed::<B>)));
     let server_actions: &[(&str, &'static [&'static str], &'static str, ServerAction)] = &[
@@ -225,6 +235,11 @@ pub fn route_specs<B: Backend>() -> Vec<RouteSpec<B>> {
         ("toogle-read-only", &["db-readonly"], "Toggle read_only", ServerAction::ToggleReadOnly),
         ("reset-master", &["db-replication"], "RESET MASTER (refused on the master)", ServerAction::ResetMaster),
         ("start-slave", &["db-replication", "db-start"], "START SLAVE", ServerAction::StartSlave),
+        ("stop-slave", &["db-replication", "db-stop"], "STOP SLAVE", ServerAction::StopSlave),
+        ("toggle-innodb-monitor", &["db-logs"], "Toggle innodb_status_output (Go React spelling)", ServerAction::ToggleInnodbMonitor),
+        ("toggle-slow-query", &["db-logs"], "Toggle slow_query_log (Go React spelling)", ServerAction::ToggleSlowQuery),
+        ("toggle-slow-query-capture", &["db-logs", "db-capture"], "Toggle slow query capture (Go React spelling)", ServerAction::ToggleSlowQueryCapture),
+        ("toggle-read-only", &["db-readonly"], "Toggle read_only (Go React spelling)", ServerAction::ToggleReadOnly),
         ("skip-replication-event", &["db-replication"], "Skip one replication event and restart replication", ServerAction::SkipReplicationEvent),
     ];
     for (suffix, grants, summary, action) in server_actions {
@@ -743,6 +758,12 @@ async fn switchover<B: Backend>(State(st): St<B>, requester: Requester, Path(c):
     let prefmaster = prefmaster(query.as_deref(), &body);
     tracing::info!(cluster = %c, ?prefmaster, "Rest API receive switchover request");
     action_answer(st.backend.run_action(&c, Action::Switchover { prefmaster }, requester).await)
+}
+
+/// A switchover to the server the path names (id or `host:port`).
+async fn server_switchover<B: Backend>(State(st): St<B>, requester: Requester, Path((c, server)): Path<(String, String)>) -> Response {
+    tracing::info!(cluster = %c, %server, "Rest API receive switchover request to a server");
+    action_answer(st.backend.run_action(&c, Action::Switchover { prefmaster: Some(server) }, requester).await)
 }
 
 async fn failover<B: Backend>(State(st): St<B>, requester: Requester, Path(c): Path<String>) -> Response {

@@ -149,6 +149,7 @@ impl FailoverExecutor<'_> {
                 vec![sql::RESET_MASTER.to_string()]
             }
             ServerAction::StartSlave => vec![sql::start_slave(&src)],
+            ServerAction::StopSlave => vec![sql::stop_slave(&src)],
             ServerAction::SkipReplicationEvent => {
                 vec![sql::stop_slave(&src), sql::SKIP_ONE_EVENT.to_string(), sql::start_slave(&src)]
             }
