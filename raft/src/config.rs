@@ -9,11 +9,11 @@ use crate::error::GroupError;
 use crate::types::{NodeId, NodeInfo};
 
 /// Default heartbeat interval, milliseconds.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 250;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 /// Default minimum election timeout, milliseconds.
-pub const DEFAULT_ELECTION_MIN_MS: u64 = 1500;
+pub const DEFAULT_ELECTION_MIN_MS: u64 = 500;
 /// Default maximum election timeout, milliseconds.
-pub const DEFAULT_ELECTION_MAX_MS: u64 = 3000;
+pub const DEFAULT_ELECTION_MAX_MS: u64 = 1000;
 
 /// How one node joins the group. The membership is static: `peers` lists every voter, including
 /// this node, and must be identical on all nodes.
@@ -28,11 +28,11 @@ pub struct GroupConfig {
     /// Directory holding this node's RocksDB (`<data_dir>/raft-db`). Wiping it makes the node
     /// rejoin as an empty follower; it never initializes a second group.
     pub data_dir: PathBuf,
-    /// Leader heartbeat interval in milliseconds. Default 250.
+    /// Leader heartbeat interval in milliseconds. Default 100.
     pub heartbeat_ms: u64,
-    /// Minimum election timeout in milliseconds. Default 1500. Must be at least 3 heartbeats.
+    /// Minimum election timeout in milliseconds. Default 500. Must be at least 3 heartbeats.
     pub election_min_ms: u64,
-    /// Maximum election timeout in milliseconds. Default 3000. Also openraft's own leader lease.
+    /// Maximum election timeout in milliseconds. Default 1000. Also openraft's own leader lease.
     pub election_max_ms: u64,
     /// Shared secret of the group: sent with every raft RPC and required from every caller
     /// (401 otherwise). `None`: no check (keep the raft port on a trusted network).

@@ -332,6 +332,18 @@ impl RaftGroup {
         self.inner.sm.scan_prefix(prefix)
     }
 
+    /// Resolves at the next change of this node's raft metrics (its state, term, leader, log or
+    /// replication progress), so a caller re-reads [`RaftGroup::status`] at once instead of at
+    /// its next poll; never resolves once the raft core stopped.
+    pub fn metrics_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.raft.metrics();
+        async move {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// A receiver that changes whenever this node applies entries or installs a snapshot; its
     /// value is the last applied log index.
     pub fn applied_watch(&self) -> watch::Receiver<u64> {

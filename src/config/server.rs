@@ -88,7 +88,7 @@ pub struct GroupSettings {
     pub peers: Vec<Peer>,
     /// `raft-role`: manager (default) or arbitrator.
     pub role: NodeRole,
-    /// `raft-heartbeat-ms` (250), `raft-election-min-ms` (1500), `raft-election-max-ms` (3000).
+    /// `raft-heartbeat-ms` (100), `raft-election-min-ms` (500), `raft-election-max-ms` (1000).
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
