@@ -226,10 +226,21 @@ pub struct CrashView {
     pub details: CrashDetailsView,
 }
 
+/// One step of a failover and how long it took.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StepTimeView {
+    pub ms: u64,
+    pub step: String,
+}
+
 /// Everything recorded about a failover or switchover (`Details` of a crash), with the
 /// record's snake_case names, fields in alphabetical order.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct CrashDetailsView {
+    /// Milliseconds from the old master's first failed probe to the failover's start.
+    pub detected_after_ms: u64,
+    /// Why the old master was taken for dead (empty for a switchover or a requested failover).
+    pub detection: String,
     /// Transactions of the old master rolled back when it rejoined (`autorejoin-semisync`).
     pub discarded_gtids: Vec<String>,
     /// The replication domain compared.
@@ -264,6 +275,8 @@ pub struct CrashDetailsView {
     pub semi_sync_idle_at_ms: u64,
     /// The old master's `rpl_semi_sync_master_timeout` (ms) at its last probe.
     pub semi_sync_timeout_ms: u64,
+    /// How long each step took, in order: `[{"step": "promote", "ms": 3}, ...]`.
+    pub step_ms: Vec<StepTimeView>,
     pub switchover: bool,
     /// Why it ran (automatic failover, API request, ...).
     pub trigger: String,
@@ -580,6 +593,9 @@ pub struct MessageView {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MasterView {
+    /// This node takes the master for dead (failed, or dead for certain: connection refused
+    /// and its replicas lost it too), with why; empty otherwise.
+    pub death: String,
     /// The master's failed-probe counter (0 when no master is known).
     pub fail_count: u32,
     /// The master's `host:port`, empty when none is known.
@@ -713,8 +729,8 @@ mod tests {
     /// The objects that used to be `json!` maps keep their bytes (keys in alphabetical order).
     #[test]
     fn small_objects_serialize_as_before() {
-        let mv = MasterView { fail_count: 2, master: "h:1".into(), role: "manager".into(), state: "Suspect".into() };
-        assert_eq!(json(&mv), r#"{"failCount":2,"master":"h:1","role":"manager","state":"Suspect"}"#);
+        let mv = MasterView { death: String::new(), fail_count: 2, master: "h:1".into(), role: "manager".into(), state: "Suspect".into() };
+        assert_eq!(json(&mv), r#"{"death":"","failCount":2,"master":"h:1","role":"manager","state":"Suspect"}"#);
         let wl = WorkLoadView { connections: 3, qps: 12, ..WorkLoadView::default() };
         assert_eq!(
             json(&wl),

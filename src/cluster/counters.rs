@@ -57,6 +57,8 @@ pub struct ClusterCounters {
     pub failovers: Family<OutcomeLabels, Counter>,
     pub switchovers: Family<OutcomeLabels, Counter>,
     pub probe_seconds: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// How late each monitor tick started after its scheduled time (the loop's own delay).
+    pub tick_lateness: Family<ClusterLabel, Histogram, fn() -> Histogram>,
     pub alerts: Family<AlertLabels, Counter>,
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub alerts_dropped: Family<ClusterLabel, Counter>,
@@ -68,6 +70,7 @@ impl Default for ClusterCounters {
             failovers: Family::default(),
             switchovers: Family::default(),
             probe_seconds: Family::new_with_constructor(probe_buckets),
+            tick_lateness: Family::new_with_constructor(probe_buckets),
             alerts: Family::default(),
             deliveries: Family::default(),
             alerts_dropped: Family::default(),
@@ -89,6 +92,11 @@ impl ClusterCounters {
     pub fn probe(&self, cluster: &str, server: &str, took: Duration) {
         let labels = ServerLabels { cluster: cluster.to_string(), server: server.to_string() };
         self.probe_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// Records how late one tick of `cluster`'s monitor started.
+    pub fn tick_late(&self, cluster: &str, late: Duration) {
+        self.tick_lateness.get_or_create(&ClusterLabel { cluster: cluster.to_string() }).observe(late.as_secs_f64());
     }
 
     /// Counts one alert raised.

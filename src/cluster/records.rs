@@ -49,6 +49,47 @@ pub struct CrashRecord {
     /// Transactions of the old master rolled back when it rejoined (`autorejoin-semisync`).
     #[serde(default)]
     pub discarded_gtids: Vec<String>,
+    /// Why the old master was taken for dead (`failover::plan::master_death`); empty for a
+    /// requested failover of a master the manager did not see dead, and for a switchover.
+    #[serde(default)]
+    pub detection: String,
+    /// Milliseconds from the old master's first failed probe to the start of the failover
+    /// (detection and the managers' vote); 0 when it had not failed.
+    #[serde(default)]
+    pub detected_after_ms: u64,
+    /// How long each step took, in order (`journal-started`, `wait-applied`, `promote`, ...).
+    #[serde(default)]
+    pub step_ms: Vec<StepTime>,
+}
+
+impl CrashRecord {
+    /// Records that `step`, started at `started`, is over.
+    pub fn push_step(&mut self, step: &str, started: std::time::Instant) {
+        self.step_ms.push(StepTime { step: step.to_string(), ms: started.elapsed().as_millis() as u64 });
+    }
+
+    /// `detected 812 ms, journal-started 4 ms, wait-applied 3 ms, ...` (repoints summed).
+    pub fn timing_line(&self) -> String {
+        let mut parts: Vec<(String, u64)> = Vec::new();
+        for t in &self.step_ms {
+            match parts.last_mut() {
+                Some((name, ms)) if *name == t.step => *ms += t.ms,
+                _ => parts.push((t.step.clone(), t.ms)),
+            }
+        }
+        let mut line = format!("detected {} ms", self.detected_after_ms);
+        for (name, ms) in parts {
+            line.push_str(&format!(", {name} {ms} ms"));
+        }
+        line
+    }
+}
+
+/// One step of an operation and how long it took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: String,
+    pub ms: u64,
 }
 
 /// One failover or switchover as it runs: replicated before the first database mutation and

@@ -24,6 +24,11 @@ pub struct ServerRuntime {
     pub prev_state: ServerState,
     /// Consecutive failed probes.
     pub fail_count: u32,
+    /// Consecutive probes whose connection was refused (the last ones of `fail_count`): the
+    /// server's host is up and nothing listens, so the server process is gone.
+    pub refused_count: u32,
+    /// When the first of the current run of failed probes was taken (`None` while it answers).
+    pub failing_since: Option<Instant>,
     /// The last probe error, cleared by a successful probe.
     pub last_error: Option<String>,
     /// The last successful probe (kept while the server is down, as "last seen").
@@ -63,6 +68,8 @@ impl ServerRuntime {
             state: ServerState::Unconnected,
             prev_state: ServerState::Unconnected,
             fail_count: 0,
+            refused_count: 0,
+            failing_since: None,
             last_error: None,
             snapshot: None,
             maintenance: false,

@@ -245,6 +245,8 @@ impl ClusterState {
             match res {
                 Ok(snap) => {
                     srv.fail_count = 0;
+                    srv.refused_count = 0;
+                    srv.failing_since = None;
                     srv.last_error = None;
                     srv.snapshot = Some(snap.clone());
                     if !snap.semi_sync_acks_before_commit() {
@@ -255,6 +257,8 @@ impl ClusterState {
                 }
                 Err(e) => {
                     srv.fail_count = srv.fail_count.saturating_add(1);
+                    srv.refused_count = if e.is_refused() { srv.refused_count.saturating_add(1) } else { 0 };
+                    srv.failing_since.get_or_insert_with(Instant::now);
                     srv.last_error = Some(e.to_string());
                 }
             }

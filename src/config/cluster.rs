@@ -47,6 +47,12 @@ pub struct ClusterConfig {
     pub falsepositive_heartbeat: bool,
     /// `failover-falsepositive-heartbeat-timeout` (seconds, default 3).
     pub falsepositive_heartbeat_timeout: Duration,
+    /// `failover-falsepositive-refused-counter` (default 1, 0 = off; this manager's own key):
+    /// consecutive refused connections after which a master is dead for certain when every
+    /// reachable replica lost its IO thread to it too and the other managers agree. Such a
+    /// master is failed over without waiting for the whole ping counter; a timeout (a frozen or
+    /// cut-off master) always waits for it.
+    pub falsepositive_refused_counter: u32,
     /// `failover-at-sync` (default false): elect only a replica that was semi-sync in sync.
     pub failover_at_sync: bool,
     /// `failover-readonly-state` (default true): keep replicas read-only.
@@ -187,6 +193,10 @@ impl ClusterConfig {
             falsepositive_ping_counter,
             falsepositive_heartbeat: s.bool("failover-falsepositive-heartbeat")?,
             falsepositive_heartbeat_timeout: Duration::from_secs(s.uint("failover-falsepositive-heartbeat-timeout")?),
+            falsepositive_refused_counter: u32::try_from(s.uint("failover-falsepositive-refused-counter")?)
+                .ok()
+                .filter(|c| *c <= 1000)
+                .ok_or_else(|| s.invalid("failover-falsepositive-refused-counter", "expected 0 to 1000"))?,
             failover_at_sync: s.bool("failover-at-sync")?,
             failover_readonly_state: s.bool("failover-readonly-state")?,
             check_replication_state: s.bool("check-replication-state")?,

@@ -47,6 +47,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key("failover-falsepositive-ping-counter", Kind::Int, "5"),
     key("failover-falsepositive-heartbeat", Kind::Bool, "true"),
     key("failover-falsepositive-heartbeat-timeout", Kind::Int, "3"),
+    key("failover-falsepositive-refused-counter", Kind::Int, "1"),
     key("failover-at-sync", Kind::Bool, "false"),
     key("failover-readonly-state", Kind::Bool, "true"),
     key("failover-fence-script", Kind::Str, ""),

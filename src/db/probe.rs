@@ -23,6 +23,10 @@ pub enum ProbeError {
     Auth(String),
     #[error("connect failed: {0}")]
     Connect(String),
+    /// The server's host answered and refused the connection (nothing listens on the port):
+    /// the process is gone, unlike a timeout, which a frozen or cut-off server also gives.
+    #[error("connection refused: {0}")]
+    Refused(String),
     #[error("`{statement}` timed out after {after:?}")]
     StatementTimeout { statement: String, after: Duration },
     #[error("`{statement}` failed: {error}")]
@@ -33,6 +37,11 @@ impl ProbeError {
     /// True for an authentication failure (MariaDB error 1045): state `ErrorAuth`.
     pub fn is_auth(&self) -> bool {
         matches!(self, ProbeError::Auth(_))
+    }
+
+    /// True when the server's host refused the connection: a crashed server on a live host.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ProbeError::Refused(_))
     }
 }
 
@@ -227,6 +236,9 @@ pub async fn connect(opts: Opts, timeout: Duration) -> Result<Conn, ProbeError> 
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Err(_) => Err(ProbeError::ConnectTimeout(timeout)),
         Ok(Err(mysql_async::Error::Server(e))) if e.code == 1045 => Err(ProbeError::Auth(e.message)),
+        Ok(Err(mysql_async::Error::Io(mysql_async::IoError::Io(e)))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(ProbeError::Refused(e.to_string()))
+        }
         Ok(Err(e)) => Err(ProbeError::Connect(e.to_string())),
         Ok(Ok(c)) => Ok(c),
     }
@@ -248,13 +260,21 @@ impl ServerProbe {
     }
 
     /// Reads one snapshot. On any error the connection is dropped, to be opened afresh next time.
+    /// A kept connection that fails (not by a timeout) is replaced at once, within the same
+    /// probe: a server that closed it and now refuses connections is reported `Refused` this
+    /// round, and a connection lost on a live server costs no failed probe.
     pub async fn probe(&mut self) -> Result<ServerSnapshot, ProbeError> {
         let started = Instant::now();
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => connect(conn_opts(&self.addr, &self.cred, self.flavor, self.timeout), self.timeout).await?,
+        let (mut conn, reused) = match self.conn.take() {
+            Some(c) => (c, true),
+            None => (connect(conn_opts(&self.addr, &self.cred, self.flavor, self.timeout), self.timeout).await?, false),
         };
-        let result = read_snapshot(&mut conn, self.timeout).await;
+        let mut result = read_snapshot(&mut conn, self.timeout).await;
+        if reused && matches!(result, Err(ProbeError::Statement { .. })) {
+            drop(conn);
+            conn = connect(conn_opts(&self.addr, &self.cred, self.flavor, self.timeout), self.timeout).await?;
+            result = read_snapshot(&mut conn, self.timeout).await;
+        }
         match result {
             Ok(mut snap) => {
                 snap.latency = started.elapsed();

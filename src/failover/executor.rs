@@ -4,7 +4,7 @@
 //! first mutation and at each milestone, and a switchover that fails before the promotion undoes
 //! what it did.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::db::conn::{AdminConn, DbError};
 use crate::cluster::events::ChangeKind;
@@ -256,8 +256,13 @@ impl FailoverExecutor<'_> {
             semi_sync_cluster: old.snapshot.as_ref().is_some_and(|s| s.semi_sync_master_enabled),
             semi_sync_idle_at_ms: old.snapshot.as_ref().filter(|s| s.semi_sync_acks_before_commit()).and(old.semi_sync_idle_at_ms).unwrap_or(0),
             semi_sync_timeout_ms: old.snapshot.as_ref().map_or(0, |s| s.semi_sync_timeout_ms),
+            detection: plan::master_death(&st).unwrap_or_default(),
+            detected_after_ms: old.failing_since.map_or(0, |t| t.elapsed().as_millis() as u64),
             ..Default::default()
         };
+        if !record.detection.is_empty() {
+            self.log(Level::Warn, &format!("Master {} is dead: {} (first failed probe {} ms ago)", old.addr, record.detection, record.detected_after_ms));
+        }
         let mut journal = self.new_journal(OpKind::Failover, trigger, &old.addr, &cand.addr, record.clone());
         // The old master's final position, once fenced: the candidate must reach it.
         let mut fenced_at: Option<String> = None;
@@ -270,6 +275,7 @@ impl FailoverExecutor<'_> {
         let outcome = async {
             for step in &plan.steps {
                 tracing::debug!(op = %record.id, ?step, "failover step");
+                let step_started = Instant::now();
                 match step {
                     FailoverStep::PreScript => self.run_pre_script(ChangeKind::Failover, &old.addr, &cand.addr).await?,
                     FailoverStep::JournalStarted => {
@@ -302,6 +308,7 @@ impl FailoverExecutor<'_> {
                     FailoverStep::WaitApplied => {
                         let target = fenced_at.clone().unwrap_or_else(|| repl.gtid_io_pos.clone());
                         if target.is_empty() {
+                            record.push_step(step.name(), step_started);
                             continue;
                         }
                         let mut c = self.admin(&cfg, &cand.addr, cand_snap.flavor).await?;
@@ -347,6 +354,7 @@ impl FailoverExecutor<'_> {
                         return Ok(plan::with_proxy_failures(done, &proxy_failures));
                     }
                 }
+                record.push_step(step.name(), step_started);
             }
             Err(FailoverError::new(ErrorKind::Failed, format!("failover plan {} ended without its Finish step", journal.op_id)))
         };
@@ -557,6 +565,7 @@ impl FailoverExecutor<'_> {
         repoint_errors: Vec<String>,
     ) -> OpResult {
         let cand = self.shared.read().servers[w].addr.clone();
+        let timing = record.timing_line();
         if !record.gtids_at_risk.is_empty() {
             self.log(
                 Level::Warn,
@@ -579,6 +588,7 @@ impl FailoverExecutor<'_> {
         })
         .await?;
         let old = self.shared.read().servers[m].addr.clone();
+        self.log(Level::Info, &format!("Failover {} timing: {timing}", journal.op_id));
         let msg = format!(
             "Master switch on {cand} complete (old master {old}): failover counter {counter}{}",
             if repoint_errors.is_empty() { String::new() } else { format!(", not repointed: {}", repoint_errors.join(", ")) }

@@ -54,6 +54,26 @@ pub enum FailoverStep {
     Finish,
 }
 
+impl FailoverStep {
+    /// The step's name in logs and in the crash record's timings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailoverStep::PreScript => "pre-script",
+            FailoverStep::JournalStarted => "journal-started",
+            FailoverStep::ProxyWriteOut => "proxy-write-out",
+            FailoverStep::FenceOldMaster => "fence-old-master",
+            FailoverStep::FenceScript => "fence-script",
+            FailoverStep::WaitApplied => "wait-applied",
+            FailoverStep::DetachCandidate => "detach-candidate",
+            FailoverStep::Promote { .. } => "promote",
+            FailoverStep::JournalPromoted => "journal-promoted",
+            FailoverStep::ProxyWriteIn => "proxy-write-in",
+            FailoverStep::Repoint { .. } => "repoint",
+            FailoverStep::Finish => "finish",
+        }
+    }
+}
+
 /// A failover decided on a snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailoverPlan {
@@ -312,8 +332,52 @@ pub fn hears_source(s: &ServerRuntime, cfg: &ClusterConfig, now: Instant) -> boo
     s.hear_io_running && now.saturating_duration_since(changed) <= window
 }
 
+/// Why the manager takes the master for dead, or `None` while it does not. Either its probes
+/// failed `failover-falsepositive-ping-counter` times (state `Failed`; a master refusing the
+/// manager's credentials counts once the counter ran out), or it is dead for certain: its
+/// connection was refused `failover-falsepositive-refused-counter` times in a row (the host
+/// answers, no server listens) and every reachable replica of it lost its IO thread to it
+/// (`Connecting`, or stopped with an IO error). A timeout is never certain: a frozen or
+/// cut-off master gives one too, and waits for the whole counter.
+pub fn master_death(st: &ClusterState) -> Option<String> {
+    let m = st.master?;
+    let cfg = &st.config;
+    let master = &st.servers[m];
+    if master.state == ServerState::Failed {
+        return Some(format!("{} consecutive failed probes (failover-falsepositive-ping-counter {})", master.fail_count, cfg.falsepositive_ping_counter));
+    }
+    if master.state == ServerState::ErrorAuth && master.fail_count >= cfg.falsepositive_ping_counter {
+        return Some(format!("access denied {} times (failover-falsepositive-ping-counter {})", master.fail_count, cfg.falsepositive_ping_counter));
+    }
+    let counter = cfg.falsepositive_refused_counter;
+    if counter == 0 || master.refused_count < counter {
+        return None;
+    }
+    let mut lost = Vec::new();
+    for s in st.servers.iter().filter(|s| s.is_up() && !same_server(&s.addr, &master.addr)) {
+        let Some(r) = s.snapshot.as_ref().and_then(|sn| sn.managed_replication(&cfg.replication_source_name)) else { continue };
+        if !same_server(&r.source(), &master.addr) {
+            continue;
+        }
+        let io_lost = r.io_running.eq_ignore_ascii_case("Connecting") || (!r.io_running.eq_ignore_ascii_case("Yes") && r.last_io_errno != 0);
+        if !io_lost {
+            // A replica still connected to it: not certain (the full counter decides).
+            return None;
+        }
+        lost.push(format!("{} (IO thread {}, errno {})", s.addr, r.io_running, r.last_io_errno));
+    }
+    if lost.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "connection refused {} time(s) in a row (failover-falsepositive-refused-counter {counter}) and every reachable replica lost its IO thread to it: {}",
+        master.refused_count,
+        lost.join(", ")
+    ))
+}
+
 /// The automatic-failover gate on a snapshot at `now` (unix seconds `now_unix`): master
-/// failed, replicas that still hear it, mode, limits.
+/// dead ([`master_death`]), replicas that still hear it, mode, limits.
 pub fn automatic_gate(st: &ClusterState, now: Instant, now_unix: u64) -> Gate {
     let Some(m) = st.master else { return Gate::Idle };
     let cfg = &st.config;
@@ -336,10 +400,7 @@ pub fn automatic_gate(st: &ClusterState, now: Instant, now_unix: u64) -> Gate {
     let since = (st.failover_last_time > 0).then(|| Duration::from_secs(now_unix.saturating_sub(st.failover_last_time)));
     planner::automatic_gate(&GateInput {
         mode: cfg.failover_mode,
-        // A master that refuses the manager's credentials is as unusable as a dead one once
-        // the counter ran out (the operator sees ERR00004 meanwhile).
-        master_failed: master.state == ServerState::Failed
-            || (master.state == ServerState::ErrorAuth && master.fail_count >= cfg.falsepositive_ping_counter),
+        master_failed: master_death(st).is_some(),
         failover_limit: cfg.failover_limit,
         failover_counter: st.failover_counter,
         time_limit: Duration::from_secs(cfg.failover_time_limit),
@@ -896,6 +957,64 @@ mod tests {
         assert_eq!(automatic_gate(&st, now, 0), Gate::Idle);
         st.servers[0].fail_count = 3;
         assert_eq!(automatic_gate(&st, now, 0), Gate::Go);
+    }
+
+    #[test]
+    fn a_refused_master_is_dead_for_certain_only_when_every_replica_lost_it() {
+        let lost = |errno: u32, io: &str| {
+            let mut r = replica("0-1-5", "0-1-5");
+            r.replications[0].io_running = io.into();
+            r.replications[0].last_io_errno = errno;
+            Some(r)
+        };
+        let keys = "failover-mode = \"automatic\"\nfailover-falsepositive-ping-counter = 5";
+        let mut st = cluster(keys, vec![master("0-1-5"), lost(2003, "Connecting"), lost(0, "Connecting")]);
+        let now = Instant::now();
+        st.servers[0].snapshot = None;
+        st.servers[0].state = ServerState::Suspect;
+        st.servers[0].fail_count = 1;
+        st.servers[0].last_error = Some("connection refused".into());
+        assert_eq!(master_death(&st), None, "a failed probe that was not a refusal is never certain");
+        assert_eq!(automatic_gate(&st, now, 0), Gate::Idle);
+
+        st.servers[0].refused_count = 1;
+        let why = master_death(&st).expect("refused and lost by every replica");
+        assert!(why.contains("connection refused 1 time(s)") && why.contains("127.0.0.1:3311") && why.contains("127.0.0.1:3312"), "{why}");
+        assert_eq!(automatic_gate(&st, now, 0), Gate::Go);
+
+        // One replica still connected to it: the counter decides, not the refusal.
+        st.servers[2].snapshot = lost(0, "Yes");
+        assert_eq!(master_death(&st), None);
+        // A replica whose IO thread was stopped without an error proves nothing either.
+        st.servers[2].snapshot = lost(0, "No");
+        assert_eq!(master_death(&st), None);
+        st.servers[2].snapshot = lost(2013, "No");
+        assert!(master_death(&st).is_some());
+
+        // No reachable replica: no confirmation.
+        let mut alone = st.clone();
+        for i in 1..3 {
+            alone.servers[i].last_error = Some("timeout".into());
+        }
+        assert_eq!(master_death(&alone), None);
+
+        // A larger refused counter, or the fast path off.
+        let mut st2 = cluster(&format!("{keys}\nfailover-falsepositive-refused-counter = 2"), vec![master("0-1-5"), lost(2003, "Connecting")]);
+        st2.servers[0].snapshot = None;
+        st2.servers[0].last_error = Some("connection refused".into());
+        st2.servers[0].state = ServerState::Suspect;
+        st2.servers[0].refused_count = 1;
+        assert_eq!(master_death(&st2), None);
+        st2.servers[0].refused_count = 2;
+        assert!(master_death(&st2).is_some());
+        let mut off = cluster(&format!("{keys}\nfailover-falsepositive-refused-counter = 0"), vec![master("0-1-5"), lost(2003, "Connecting")]);
+        off.servers[0].snapshot = None;
+        off.servers[0].last_error = Some("connection refused".into());
+        off.servers[0].state = ServerState::Suspect;
+        off.servers[0].refused_count = 4;
+        assert_eq!(master_death(&off), None, "off: only the ping counter");
+        off.servers[0].state = ServerState::Failed;
+        assert!(master_death(&off).is_some_and(|w| w.contains("failed probes")));
     }
 
     #[test]

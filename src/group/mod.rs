@@ -147,6 +147,11 @@ impl ManagerGroup {
         self.raft.status()
     }
 
+    /// Resolves at the next change of this node's raft state (see `RaftGroup::metrics_changed`).
+    pub fn raft_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.raft.metrics_changed()
+    }
+
     /// Leader with a recent quorum ack ("A").
     pub fn is_active(&self) -> bool {
         self.raft.status().active
@@ -282,7 +287,8 @@ impl ManagerGroup {
             async move {
                 match self.raft.ask(id, MASTER_VIEW, body, Duration::from_secs(1)).await {
                     Ok(v) if v["role"] == "arbitrator" => None,
-                    Ok(v) => Some(v["master"] == master && v["state"] == "Failed"),
+                    // Failed there, or dead for certain there (`death` says why).
+                    Ok(v) => Some(v["master"] == master && (v["state"] == "Failed" || v["death"].as_str().is_some_and(|d| !d.is_empty()))),
                     Err(e) if raft_alive => {
                         tracing::warn!(node = id, error = %e, "manager alive for raft did not answer the failure vote: counted as not failed");
                         Some(false)

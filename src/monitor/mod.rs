@@ -37,6 +37,8 @@ const PROXY_PASS_DEADLINE: Duration = Duration::from_secs(60);
 const MAX_LOOKUPS: usize = 4;
 /// A spelling that did not resolve to a configured host is tried again after this.
 const ALIAS_RETRY: Duration = Duration::from_secs(60);
+/// The probe cadence while the master refuses connections (see `ClusterMonitor::next_interval`).
+const QUICK_REPROBE: Duration = Duration::from_millis(100);
 
 /// The addresses of `host` (None: no answer within a second).
 async fn resolve(host: &str) -> Option<Vec<std::net::IpAddr>> {
@@ -154,16 +156,18 @@ impl ClusterMonitor {
         let name = self.shared.read().config.name.clone();
         tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
         let mut next_tick = Instant::now();
+        let mut was_active = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_tick.into()) => {
                     let started = Instant::now();
+                    self.env.counters.tick_late(&name, started.saturating_duration_since(next_tick));
                     let paused = self.shared.read().config.monitoring_pause;
                     if !paused {
                         self.tick().await;
                     }
                     self.hand_over_events();
-                    next_tick = started + self.ticker;
+                    next_tick = started + self.next_interval();
                 }
                 _ = self.round_now.notified() => {
                     // An action wants current positions: a probe round now, no decisions.
@@ -174,15 +178,45 @@ impl ClusterMonitor {
                     None => break,
                 },
                 _ = shutdown.changed() => break,
+                // Raft state changed: re-read below whether this node just became the active leader.
+                _ = self.group.raft_changed() => {}
             }
             if *shutdown.borrow() {
                 break;
             }
+            // A new leader takes over at once, on the positions its follower-side probes keep
+            // current, rather than at its next tick.
+            let status = self.group.status();
+            let active = status.active;
+            if active && !was_active {
+                tracing::info!(cluster = %name, term = status.term, "this node became the active leader: monitor tick now");
+                next_tick = Instant::now();
+            }
+            was_active = active;
         }
         for p in &mut self.probes {
             p.close().await;
         }
         tracing::info!(cluster = %name, "monitor stopped");
+    }
+
+    /// The wait until the next tick: `monitoring-ticker`, or [`QUICK_REPROBE`] while the master
+    /// refuses connections and the refused-connection detection is on, so its replicas' and the
+    /// other managers' confirmation is read within a fraction of a tick. Bounded: once the
+    /// master was refused `failover-falsepositive-ping-counter` times, the ticker again. A
+    /// probe that times out never hurries the ticks (a freeze waits the whole window).
+    fn next_interval(&self) -> Duration {
+        let st = self.shared.read();
+        let cfg = &st.config;
+        let hurry = st.master.is_some_and(|m| {
+            let r = st.servers[m].refused_count;
+            cfg.falsepositive_refused_counter > 0 && r > 0 && r <= cfg.falsepositive_ping_counter
+        });
+        if hurry {
+            self.ticker.min(QUICK_REPROBE)
+        } else {
+            self.ticker
+        }
     }
 
     /// Starts `cmd` as a supervised task with its deadline, unless another action of this

@@ -121,6 +121,7 @@ impl NodeMetrics {
         reg.register("alert_deliveries", "Alert and hook deliveries, by channel and outcome (sent, failed)", c.deliveries.clone());
         reg.register("alerts_dropped", "Alerts dropped because the delivery queue was full", c.alerts_dropped.clone());
         reg.register("server_probe_duration_seconds", "Duration of one monitoring probe of a server", c.probe_seconds.clone());
+        reg.register("monitor_tick_lateness_seconds", "How late a cluster monitor's tick started after its scheduled time", c.tick_lateness.clone());
         ServerGauges::of(clusters).register(&mut reg);
         reg.register("api_requests", "API requests answered, by route template, method and status code", self.api_requests.clone());
         reg.register("api_request_duration_seconds", "API request latency, by route template and method", self.api_seconds.clone());

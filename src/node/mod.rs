@@ -337,7 +337,8 @@ impl Backend for NodeBackend {
             Some(m) => (st.servers[m].addr.to_string(), st.servers[m].state.to_string(), st.servers[m].fail_count),
             None => (String::new(), String::new(), 0),
         };
-        Some(MasterView { fail_count, master, role: self.group.role().as_str().to_string(), state })
+        let death = crate::failover::plan::master_death(&st).unwrap_or_default();
+        Some(MasterView { fail_count, master, role: self.group.role().as_str().to_string(), state, death })
     }
 
     fn node_id(&self) -> u64 {

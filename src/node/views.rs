@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use replication_manager_api::acl;
 use replication_manager_api::wire::{
-    AlertView, AlertsView, ApiUserView, ClusterView, ConfiguratorView, CrashDetailsView, CrashView, DbVersionView,
+    AlertView, AlertsView, ApiUserView, ClusterView, ConfiguratorView, CrashDetailsView, CrashView, StepTimeView, DbVersionView,
     GrantSwitchView, GtidView, HttpLog, JobResultView, JobView, LogEntryView, MasterStatusView, NullInt64, NullString,
     OldestMasterFileView, OrchestratorView, ReplicationView, ServerView, SettingValue, SettingsView, StateMachineView,
     WorkLoadView,
@@ -178,6 +178,8 @@ pub fn server_view(st: &ClusterState, i: usize) -> ServerView {
 /// The full evidence of a crash record, under its own names.
 fn crash_details(c: &crate::cluster::records::CrashRecord) -> CrashDetailsView {
     CrashDetailsView {
+        detected_after_ms: c.detected_after_ms,
+        detection: c.detection.clone(),
         discarded_gtids: c.discarded_gtids.clone(),
         domain: c.domain,
         elected_io_gtid: c.elected_io_gtid.clone(),
@@ -196,6 +198,7 @@ fn crash_details(c: &crate::cluster::records::CrashRecord) -> CrashDetailsView {
         semi_sync_cluster: c.semi_sync_cluster,
         semi_sync_idle_at_ms: c.semi_sync_idle_at_ms,
         semi_sync_timeout_ms: c.semi_sync_timeout_ms,
+        step_ms: c.step_ms.iter().map(|t| StepTimeView { ms: t.ms, step: t.step.clone() }).collect(),
         switchover: c.switchover,
         trigger: c.trigger.clone(),
         unix_timestamp: c.unix_timestamp,
@@ -481,6 +484,9 @@ mod tests {
             semi_sync_idle_at_ms: 1_796_000_000_123,
             semi_sync_timeout_ms: 3_600_000,
             discarded_gtids: vec!["0-1-11..12".into()],
+            detection: "connection refused 1 time(s) in a row".into(),
+            detected_after_ms: 312,
+            step_ms: vec![crate::cluster::records::StepTime { step: "promote".into(), ms: 4 }],
         };
         // `Details` is the record itself, byte for byte (a field added to the record fails here).
         let record = serde_json::to_string(&c).unwrap();
