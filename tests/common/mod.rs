@@ -226,6 +226,11 @@ impl Manager {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The manager process's id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Logs in as admin and returns a token.
     pub async fn token(&self) -> String {
         self.token_for("admin", "repman").await
