@@ -1,0 +1,206 @@
+//! The statements the farm understands, recognised from their text: what the manager's probe
+//! sends every tick, what mysql_async sends while connecting, and session `SET`s. Everything
+//! else is [`Statement::Unknown`].
+
+/// A recognised statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `SELECT @@a, @@b, ...`: one row, one column per variable, named as written.
+    Variables(Vec<Variable>),
+    /// `SELECT 1` (a client's liveness check).
+    SelectNumber(String),
+    /// `SHOW [GLOBAL] STATUS [WHERE Variable_name IN (...)]`; `None` shows every counter.
+    Status(Option<Vec<String>>),
+    /// `SHOW ALL SLAVES STATUS` (or `SHOW SLAVE STATUS`).
+    SlavesStatus,
+    /// `SHOW MASTER STATUS` (or `SHOW BINLOG STATUS`).
+    MasterStatus,
+    /// The count of binlog dump threads in `information_schema.PROCESSLIST`.
+    BinlogDumpThreads,
+    /// The accounts holding `READ ONLY ADMIN` (or `SUPER`).
+    ReadOnlyBypassAccounts,
+    /// A session-scoped `SET`: answered OK, changes nothing.
+    SetSession,
+    /// Anything else: answered with error 1064.
+    Unknown,
+}
+
+/// One `@@name` item of a `SELECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    /// Lower case, without `global.` / `session.`.
+    pub name: String,
+    /// The column name: the item as written (`@@version`).
+    pub column: String,
+}
+
+/// The kinds counted by the statistics, one counter each.
+pub const KINDS: [&str; 9] = [
+    "variables",
+    "select_number",
+    "status",
+    "slaves_status",
+    "master_status",
+    "binlog_dump_threads",
+    "read_only_bypass_accounts",
+    "set_session",
+    "unknown",
+];
+
+impl Statement {
+    /// The statistics counter of this statement (an index into [`KINDS`]).
+    pub fn kind(&self) -> usize {
+        match self {
+            Statement::Variables(_) => 0,
+            Statement::SelectNumber(_) => 1,
+            Statement::Status(_) => 2,
+            Statement::SlavesStatus => 3,
+            Statement::MasterStatus => 4,
+            Statement::BinlogDumpThreads => 5,
+            Statement::ReadOnlyBypassAccounts => 6,
+            Statement::SetSession => 7,
+            Statement::Unknown => 8,
+        }
+    }
+
+    /// Recognises `text`.
+    pub fn parse(text: &str) -> Statement {
+        let norm = normalize(text);
+        let upper = norm.to_ascii_uppercase();
+        if let Some(rest) = strip_word(&norm, &upper, "SELECT") {
+            return parse_select(rest);
+        }
+        match upper.as_str() {
+            "SHOW ALL SLAVES STATUS" | "SHOW SLAVE STATUS" | "SHOW ALL REPLICAS STATUS" | "SHOW REPLICA STATUS" => {
+                return Statement::SlavesStatus
+            }
+            "SHOW MASTER STATUS" | "SHOW BINLOG STATUS" => return Statement::MasterStatus,
+            "SHOW GLOBAL STATUS" | "SHOW STATUS" | "SHOW SESSION STATUS" => return Statement::Status(None),
+            _ => {}
+        }
+        for prefix in ["SHOW GLOBAL STATUS WHERE VARIABLE_NAME IN", "SHOW STATUS WHERE VARIABLE_NAME IN"] {
+            if let Some(list) = upper.strip_prefix(prefix) {
+                return parse_name_list(&norm[norm.len() - list.len()..]).map_or(Statement::Unknown, |l| Statement::Status(Some(l)));
+            }
+        }
+        if let Some(rest) = strip_word(&norm, &upper, "SET") {
+            let r = rest.to_ascii_uppercase();
+            let global = r.starts_with("GLOBAL ") || r.contains("@@GLOBAL.") || r.starts_with("STATEMENT ") || r.starts_with("PASSWORD");
+            return if global || rest.is_empty() { Statement::Unknown } else { Statement::SetSession };
+        }
+        Statement::Unknown
+    }
+}
+
+/// Collapses runs of white space into one space, trims, and drops a final `;`.
+pub fn normalize(text: &str) -> String {
+    let t = text.trim().trim_end_matches(';').trim();
+    let mut out = String::with_capacity(t.len());
+    let mut space = false;
+    for ch in t.chars() {
+        if ch.is_whitespace() {
+            space = true;
+        } else {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// `norm` after the keyword `word` and one space (case-insensitive), if it starts with it.
+fn strip_word<'a>(norm: &'a str, upper: &str, word: &str) -> Option<&'a str> {
+    let rest = upper.strip_prefix(word)?.strip_prefix(' ')?;
+    Some(&norm[norm.len() - rest.len()..])
+}
+
+fn parse_select(rest: &str) -> Statement {
+    let upper = rest.to_ascii_uppercase();
+    if upper == "COUNT(*) FROM INFORMATION_SCHEMA.PROCESSLIST WHERE COMMAND LIKE 'BINLOG DUMP%'" {
+        return Statement::BinlogDumpThreads;
+    }
+    if upper.starts_with("DISTINCT GRANTEE FROM INFORMATION_SCHEMA.USER_PRIVILEGES WHERE PRIVILEGE_TYPE") {
+        return Statement::ReadOnlyBypassAccounts;
+    }
+    if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Statement::SelectNumber(rest.to_string());
+    }
+    let mut vars = Vec::new();
+    for item in rest.split(',') {
+        let column = item.trim();
+        let Some(name) = column.strip_prefix("@@") else { return Statement::Unknown };
+        let lower = name.to_ascii_lowercase();
+        let name = lower.strip_prefix("global.").or_else(|| lower.strip_prefix("session.")).unwrap_or(&lower);
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Statement::Unknown;
+        }
+        vars.push(Variable { name: name.to_string(), column: column.to_string() });
+    }
+    Statement::Variables(vars)
+}
+
+/// `('a','b')` into its names; `None` when it is not such a list.
+fn parse_name_list(text: &str) -> Option<Vec<String>> {
+    let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
+    inner
+        .split(',')
+        .map(|n| {
+            let n = n.trim();
+            let q = n.strip_prefix('\'').and_then(|n| n.strip_suffix('\''));
+            q.or_else(|| n.strip_prefix('"').and_then(|n| n.strip_suffix('"'))).map(str::to_string)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe's statements, as `src/db/sql.rs` writes them (with its line continuations).
+    const VERSION: &str = "SELECT @@version, @@version_comment, @@hostname, @@server_id";
+    const MONITOR_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
+        ('Rpl_semi_sync_master_status','Rpl_semi_sync_slave_status','Rpl_semi_sync_master_clients',\
+         'Rpl_semi_sync_master_wait_sessions',\
+         'Rpl_semi_sync_source_status','Rpl_semi_sync_replica_status',\
+         'Slave_received_heartbeats','Threads_connected','Queries','Uptime')";
+
+    #[test]
+    fn probe_statements() {
+        let Statement::Variables(v) = Statement::parse(VERSION) else { panic!("version") };
+        assert_eq!(v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["version", "version_comment", "hostname", "server_id"]);
+        assert_eq!(v[0].column, "@@version");
+        let Statement::Status(Some(names)) = Statement::parse(MONITOR_STATUS) else { panic!("status") };
+        assert_eq!(names.len(), 10);
+        assert_eq!(names[9], "Uptime");
+        assert_eq!(Statement::parse("SHOW ALL SLAVES STATUS"), Statement::SlavesStatus);
+        assert_eq!(Statement::parse("show master status;"), Statement::MasterStatus);
+        assert_eq!(
+            Statement::parse("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'"),
+            Statement::BinlogDumpThreads
+        );
+        assert_eq!(Statement::parse("SET SESSION max_statement_time = 1.000"), Statement::SetSession);
+        assert_eq!(Statement::parse("SET SESSION lock_wait_timeout = 5"), Statement::SetSession);
+    }
+
+    #[test]
+    fn driver_and_other_statements() {
+        let Statement::Variables(v) = Statement::parse("SELECT @@max_allowed_packet,@@wait_timeout") else { panic!() };
+        assert_eq!(v[1].name, "wait_timeout");
+        let Statement::Variables(v) = Statement::parse("select @@GLOBAL.read_only") else { panic!() };
+        assert_eq!((v[0].name.as_str(), v[0].column.as_str()), ("read_only", "@@GLOBAL.read_only"));
+        assert_eq!(Statement::parse("SELECT 1"), Statement::SelectNumber("1".into()));
+        assert_eq!(Statement::parse("SET GLOBAL read_only = 1"), Statement::Unknown);
+        assert_eq!(Statement::parse("SET STATEMENT max_statement_time = 0 FOR SELECT 1"), Statement::Unknown);
+        assert_eq!(Statement::parse("SELECT @@version FROM dual"), Statement::Unknown);
+        assert_eq!(Statement::parse("STOP SLAVE"), Statement::Unknown);
+        assert_eq!(Statement::parse("SHOW GLOBAL STATUS WHERE Variable_name IN (Uptime)"), Statement::Unknown);
+    }
+
+    #[test]
+    fn normalize_collapses_space() {
+        assert_eq!(normalize("  SELECT\n  @@a,\t@@b ; "), "SELECT @@a, @@b");
+    }
+}
