@@ -14,16 +14,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 // The manager's own probe, SQL text and GTID parsing, read from its sources: the farm is
 // checked against exactly what the manager sends and how it reads the answers.
 #[path = "../../../src/config/values.rs"]
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 pub mod config_values;
 #[path = "../../../src/db/gtid.rs"]
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 pub mod db_gtid;
 #[path = "../../../src/db/probe.rs"]
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 pub mod db_probe;
 #[path = "../../../src/db/sql.rs"]
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 pub mod db_sql;
 
 /// The module paths the manager's files import (`crate::config`, `crate::db::...`).
