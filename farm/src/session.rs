@@ -19,7 +19,7 @@ use tokio::io::AsyncWrite;
 
 use crate::answer::{self, Reply, ServerError};
 use crate::model::{Farm, SimServer};
-use crate::statement::{normalize, Statement};
+use crate::statement::{mask_secrets, normalize, Statement};
 use crate::stats::Stats;
 
 /// The account every simulated server accepts.
@@ -156,7 +156,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
         let stats = &self.shared.stats;
         stats.count(statement.kind());
         if statement == Statement::Unknown {
-            stats.unknown(&normalize(query), self.server.port);
+            stats.unknown(&mask_secrets(&normalize(query)), self.server.port);
         }
         self.server.queries.fetch_add(1, Ordering::Relaxed);
         let view = self.shared.farm.view(&self.server, Instant::now());

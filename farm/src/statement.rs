@@ -111,6 +111,40 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// `text` with the string literal after every `PASSWORD` or `IDENTIFIED BY` replaced by
+/// `'********'`, for logs (the manager's `CHANGE MASTER` carries the replication password).
+pub fn mask_secrets(text: &str) -> String {
+    let upper = text.to_ascii_uppercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    // Each pass consumes at least one byte of `text`: bounded by its length.
+    while let Some(found) = ["PASSWORD", "IDENTIFIED BY"].iter().filter_map(|k| upper[at..].find(k).map(|i| at + i + k.len())).min() {
+        let Some(open) = text[found..].find(['\'', '"']).map(|i| found + i) else { break };
+        let close = literal_end(text.as_bytes(), open);
+        out.push_str(&text[at..open]);
+        out.push_str("'********'");
+        at = close.min(text.len());
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The byte just after the string literal opening at `open` (backslash escapes and doubled
+/// quotes inside it skipped), or the end of `bytes` when it is not closed.
+fn literal_end(bytes: &[u8], open: usize) -> usize {
+    let quote = bytes[open];
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
 /// `norm` after the keyword `word` and one space (case-insensitive), if it starts with it.
 fn strip_word<'a>(norm: &'a str, upper: &str, word: &str) -> Option<&'a str> {
     let rest = upper.strip_prefix(word)?.strip_prefix(' ')?;
@@ -118,6 +152,8 @@ fn strip_word<'a>(norm: &'a str, upper: &str, word: &str) -> Option<&'a str> {
 }
 
 fn parse_select(rest: &str) -> Statement {
+    // The mariadb client's `SELECT @@version_comment LIMIT 1`.
+    let rest = if rest.to_ascii_uppercase().ends_with(" LIMIT 1") { &rest[..rest.len() - " LIMIT 1".len()] } else { rest };
     let upper = rest.to_ascii_uppercase();
     if upper == "COUNT(*) FROM INFORMATION_SCHEMA.PROCESSLIST WHERE COMMAND LIKE 'BINLOG DUMP%'" {
         return Statement::BinlogDumpThreads;
@@ -192,11 +228,25 @@ mod tests {
         let Statement::Variables(v) = Statement::parse("select @@GLOBAL.read_only") else { panic!() };
         assert_eq!((v[0].name.as_str(), v[0].column.as_str()), ("read_only", "@@GLOBAL.read_only"));
         assert_eq!(Statement::parse("SELECT 1"), Statement::SelectNumber("1".into()));
+        assert!(matches!(Statement::parse("select @@version_comment limit 1"), Statement::Variables(v) if v[0].name == "version_comment"));
         assert_eq!(Statement::parse("SET GLOBAL read_only = 1"), Statement::Unknown);
         assert_eq!(Statement::parse("SET STATEMENT max_statement_time = 0 FOR SELECT 1"), Statement::Unknown);
         assert_eq!(Statement::parse("SELECT @@version FROM dual"), Statement::Unknown);
         assert_eq!(Statement::parse("STOP SLAVE"), Statement::Unknown);
         assert_eq!(Statement::parse("SHOW GLOBAL STATUS WHERE Variable_name IN (Uptime)"), Statement::Unknown);
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            mask_secrets("CHANGE MASTER TO MASTER_HOST='h', MASTER_USER='repl', MASTER_PASSWORD='p\\'w', MASTER_PORT=1"),
+            "CHANGE MASTER TO MASTER_HOST='h', MASTER_USER='repl', MASTER_PASSWORD='********', MASTER_PORT=1"
+        );
+        assert_eq!(mask_secrets("CREATE USER 'a'@'%' IDENTIFIED BY \"x\"; SET PASSWORD = 'y'"), "CREATE USER 'a'@'%' IDENTIFIED BY '********'; SET PASSWORD = '********'");
+        assert_eq!(mask_secrets("STOP SLAVE"), "STOP SLAVE");
+        assert_eq!(mask_secrets("password"), "password");
+        assert_eq!(mask_secrets("PASSWORD='a''b' x"), "PASSWORD='********' x");
+        assert_eq!(mask_secrets("password = 'unterminated"), "password = '********'");
     }
 
     #[test]
