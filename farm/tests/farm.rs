@@ -92,6 +92,12 @@ async fn probe_reads_a_master_and_its_replicas() {
     }
     let v: Option<String> = conn.query_first("SELECT @@version").await.unwrap_or_else(|e| panic!("after the error: {e}"));
     assert!(v.is_some_and(|v| v.ends_with("-MariaDB-sim")));
+    // The monitor's once-per-server read of the accounts that bypass read_only.
+    let bypass: Vec<String> = conn
+        .query(db::sql::read_only_bypass_accounts(&master.version))
+        .await
+        .unwrap_or_else(|e| panic!("read_only bypass accounts: {e}"));
+    assert_eq!(bypass, [format!("'{USER}'@'%'")], "only the farm's own account, which the monitor leaves out");
     let stats = farm.stats().await;
     assert_eq!(stats["unknown_statements"]["STOP SLAVE"], 1, "{stats}");
 }
