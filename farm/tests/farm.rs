@@ -202,7 +202,7 @@ async fn two_thousand_servers_each_answer_the_probe() {
     let rss_idle = farm.rss_kib();
     let ports: Vec<u16> = (0..clusters * per_cluster).map(|i| farm.base_port + i).collect();
 
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), farm.cpu_time());
     let gate = Arc::new(tokio::sync::Semaphore::new(100));
     let mut tasks = tokio::task::JoinSet::new();
     for port in ports.iter().copied() {
@@ -234,7 +234,7 @@ async fn two_thousand_servers_each_answer_the_probe() {
     assert!(all.is_ok(), "2,000 probes did not finish within 180 s");
     assert!(failures.is_empty(), "{} probes failed, first: {:?}", failures.len(), failures.first());
     let first_round = started.elapsed();
-    let rss_connected = farm.rss_kib();
+    let (rss_connected, cpu_first) = (farm.rss_kib(), farm.cpu_time());
 
     // A second round on the kept connections: every server holds its session.
     let started = Instant::now();
@@ -244,18 +244,23 @@ async fn two_thousand_servers_each_answer_the_probe() {
         }
     }
     let second_round = started.elapsed();
+    let cpu_second = farm.cpu_time();
+    let spent = |from: Option<Duration>, to: Option<Duration>| to.zip(from).map(|(t, f)| t.saturating_sub(f)).unwrap_or_default();
     let stats = farm.stats().await;
     assert_eq!(stats["connections_open"], 2000, "{stats}");
     assert_eq!(stats["statements"]["unknown"], 0, "{stats}");
     eprintln!(
         "rm-farm 2,000 servers (pid {}): ready after {:?}; RSS {} KiB idle, {} KiB with 2,000 sessions; \
-         first probe round (connect + probe, 100 at a time) {:?}, second round (kept connections, one at a time) {:?}",
+         first probe round (connect + probe, 100 at a time) {:?} ({:?} of the farm's CPU), \
+         second round (kept connections, one at a time) {:?} ({:?} of its CPU)",
         farm.pid(),
         farm.started_in,
         rss_idle.unwrap_or(0),
         rss_connected.unwrap_or(0),
         first_round,
-        second_round
+        spent(cpu_before, cpu_first),
+        second_round,
+        spent(cpu_first, cpu_second),
     );
     for p in probes.iter_mut() {
         p.close().await;

@@ -158,6 +158,16 @@ impl FarmProcess {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// CPU time the child has used (user + system), from /proc/PID/stat (USER_HZ = 100).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which ends at the last ')': utime and stime are the
+        // 14th and 15th fields of the line, the 12th and 13th after it.
+        let mut after = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let ticks: u64 = after.next()?.parse::<u64>().ok()? + after.next()?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     /// Sends one control command and returns the answer line.
     pub async fn control(&self, command: &str) -> String {
         let exchange = async {
