@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opensrv_mysql::AsyncMysqlIntermediary;
+use tokio::io::BufWriter;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
@@ -16,6 +17,8 @@ use crate::session::{AccessDeniedCode, Session, Shared};
 
 /// Connections waiting for accept per port.
 const BACKLOG: u32 = 128;
+/// Write buffer per session: holds the largest answer (SHOW ALL SLAVES STATUS, about 4.5 KiB).
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Pause after a failed accept (out of file descriptors) or a failed bind, before retrying.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -121,6 +124,9 @@ async fn serve_session(stream: TcpStream, server: Arc<SimServer>, shared: Arc<Sh
     let denied = Arc::new(AtomicBool::new(false));
     let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
     let session = Session::new(server.clone(), shared, id, denied.clone());
+    // opensrv-mysql writes every packet as header then payload and flushes once per answer:
+    // buffered, an answer (62 column definitions for SHOW ALL SLAVES STATUS) is one write.
+    let writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let run = AsyncMysqlIntermediary::run_on(session, reader, AccessDeniedCode::new(writer, denied));
     tokio::pin!(run);
     loop {

@@ -106,7 +106,9 @@ impl FarmProcess {
         let ready_file = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready_file);
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rm-farm"))
+        // RM_FARM_BIN: another build of the farm (the release one, for its figures).
+        let bin = std::env::var_os("RM_FARM_BIN").map_or_else(|| env!("CARGO_BIN_EXE_rm-farm").into(), std::path::PathBuf::from);
+        let mut child = Command::new(bin)
             .args(["--clusters", &clusters.to_string(), "--servers-per-cluster", &per_cluster.to_string()])
             .args(["--base-port", &base.to_string(), "--user", USER, "--password", PASSWORD, "--control-port", "0"])
             .arg("--ready-file")
