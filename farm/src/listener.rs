@@ -45,10 +45,10 @@ pub fn bind(port: u16) -> Result<TcpListener, BindError> {
     listen().map_err(|source| BindError { port, source })
 }
 
-/// Serves `server` for as long as the farm runs; `listener` is the one bound at start.
+/// Serves `server` for as long as the farm runs; `listener` is the one bound at start (the
+/// caller has marked the server listening, so a `kill` right after the start waits for it).
 pub async fn serve_port(server: Arc<SimServer>, shared: Arc<Shared>, listener: TcpListener) {
     let mut mode = server.mode.subscribe();
-    server.listening.store(true, Ordering::Release);
     let mut listener = Some(listener);
     loop {
         if *mode.borrow_and_update() == PortMode::Down {
@@ -76,16 +76,22 @@ pub async fn serve_port(server: Arc<SimServer>, shared: Arc<Shared>, listener: T
                 }
             },
         };
-        // Accept until the port is killed.
+        // Accept until the port is killed. A run of failed accepts (out of descriptors) is
+        // logged once, when it starts.
+        let mut failing = false;
         loop {
             tokio::select! {
                 accepted = l.accept() => match accepted {
                     Ok((stream, _)) => {
+                        failing = false;
                         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(serve_session(stream, server.clone(), shared.clone()));
                     }
                     Err(e) => {
-                        tracing::warn!(port = server.port, error = %e, "accept failed");
+                        if !failing {
+                            tracing::warn!(port = server.port, error = %e, "accept failed: retrying every {RETRY_PAUSE:?}");
+                        }
+                        failing = true;
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
                 },
@@ -101,7 +107,7 @@ pub async fn serve_port(server: Arc<SimServer>, shared: Arc<Shared>, listener: T
         }
         drop(l);
         server.listening.store(false, Ordering::Release);
-        tracing::info!(port = server.port, "killed: listener and sessions closed");
+        tracing::info!(port = server.port, "killed: listener closed, sessions closing");
     }
 }
 

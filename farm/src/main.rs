@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let mut listeners = Vec::with_capacity(layout.len());
     for server in &farm.servers {
         listeners.push(listener::bind(server.port)?);
+        server.listening.store(true, std::sync::atomic::Ordering::Release);
     }
     let control = match args.control_port {
         Some(p) => Some(listener::bind(p).context("--control-port")?),
