@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let layout = Layout::new(args.clusters, args.servers_per_cluster, args.base_port).context("--clusters, --servers-per-cluster, --base-port")?;
     let started = Instant::now();
     let farm = Arc::new(Farm::new(layout, started));
-    warn_if_few_descriptors(layout.len());
+    raise_descriptor_limit(layout.len());
 
     // Every port bound before anything is announced: a port in use fails the start.
     let mut listeners = Vec::with_capacity(layout.len());
@@ -113,17 +113,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Warns when the open-file limit cannot hold every listener plus one session per server.
-fn warn_if_few_descriptors(servers: usize) {
-    let needed = u64::try_from(servers).unwrap_or(u64::MAX).saturating_mul(2).saturating_add(64);
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(soft) = soft.filter(|s| *s < needed) {
-        tracing::warn!(soft_limit = soft, needed, "few file descriptors for {servers} servers with one session each: raise `ulimit -n`");
+/// Raises the open-file soft limit (up to the hard one) to hold every listener and a few
+/// sessions per server; warns when it cannot.
+fn raise_descriptor_limit(servers: usize) {
+    let needed = u64::try_from(servers).unwrap_or(u64::MAX).saturating_mul(3).saturating_add(256);
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(soft) if soft >= needed => {}
+        Ok(soft) => tracing::warn!(soft_limit = soft, needed, "the hard open-file limit is below what {servers} servers need: raise it (ulimit -Hn)"),
+        Err(e) => tracing::warn!(error = %e, needed, "could not raise the open-file limit"),
     }
 }
 

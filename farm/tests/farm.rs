@@ -199,6 +199,9 @@ async fn lag_shows_in_seconds_behind_and_the_gtid_position() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_servers_each_answer_the_probe() {
     let (clusters, per_cluster) = (400u16, 5u16);
+    // 2,000 client sessions here (the farm raises its own limit for its side).
+    let limit = rlimit::increase_nofile_limit(4096).unwrap_or(0);
+    assert!(limit >= 4096, "the open-file limit ({limit}) cannot hold 2,000 sessions: raise the hard limit (ulimit -Hn)");
     let farm = FarmProcess::start(clusters, per_cluster, 6);
     let rss_idle = farm.rss_kib();
     let ports: Vec<u16> = (0..clusters * per_cluster).map(|i| farm.base_port + i).collect();
