@@ -95,6 +95,14 @@ async fn failover_rounds(fault: Fault) {
         Fault::Crash => ("crash", "kill"),
         Fault::Freeze => ("freeze", "freeze"),
     };
+    if fault == Fault::Freeze {
+        // A frozen master's waiting commits must not fall back to asynchronous when it thaws
+        // (they would be acknowledged without a replica, and the old master quarantined as
+        // ahead): the sandbox's 1 s semi-sync timeout made safe, as the fencing tests do.
+        for i in 1..=3 {
+            sb.sql(i, "SET GLOBAL rpl_semi_sync_master_timeout = 60000");
+        }
+    }
     let (mut writable, mut sums) = (Vec::new(), Vec::new());
     println!("failover bench ({what}, SIG{}): 3 servers, semi-sync, monitoring-ticker 0.5 s, connect timeout 1 s, ping counter 5, refused counter 1 (defaults)", if fault == Fault::Crash { "KILL" } else { "STOP" });
     for round in 0..rounds() {
