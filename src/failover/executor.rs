@@ -269,6 +269,7 @@ impl FailoverExecutor<'_> {
         // The fence connection holding the old master's global read lock, until the promotion.
         let mut fence_lock: Option<AdminConn> = None;
         let mut repoint_errors = Vec::new();
+        let mut repointed = false;
         // Proxy updates that failed: reported, alerted, and recorded in the outcome.
         let mut proxy_failures: Vec<String> = Vec::new();
         let op = record.id.clone();
@@ -344,10 +345,13 @@ impl FailoverExecutor<'_> {
                         }
                         fault_pause("REPLICATION_MANAGER_FAULT_PAUSE_AFTER_PROMOTE_MS", "after the promotion was journaled", &record.id).await;
                     }
-                    FailoverStep::Repoint { server } => {
-                        if let Err(e) = self.repoint_server(&cfg, *server, &cand.addr).await {
-                            repoint_errors.push(e);
-                        }
+                    FailoverStep::Repoint { .. } if repointed => {}
+                    FailoverStep::Repoint { .. } => {
+                        // Every repoint of the plan at once, side by side.
+                        let targets: Vec<usize> =
+                            plan.steps.iter().filter_map(|s| if let FailoverStep::Repoint { server } = s { Some(*server) } else { None }).collect();
+                        repoint_errors.extend(self.repoint_servers(&cfg, &targets, &cand.addr).await);
+                        repointed = true;
                     }
                     FailoverStep::Finish => {
                         let done = self.finish_failover(m, w, record, journal, repoint_errors).await?;
@@ -545,13 +549,15 @@ impl FailoverExecutor<'_> {
     /// Returns the servers that could not be repointed.
     pub(crate) async fn repoint_others(&self, cfg: &ClusterConfig, m: usize, w: usize, new: &HostPort) -> Vec<String> {
         let targets = plan::repoint_targets(&self.snapshot(), m, w);
-        let mut errors = Vec::new();
-        for i in targets {
-            if let Err(e) = self.repoint_server(cfg, i, new).await {
-                errors.push(e);
-            }
-        }
-        errors
+        self.repoint_servers(cfg, &targets, new).await
+    }
+
+    /// Repoints `targets` at `new` side by side (each is its own connection, leadership check
+    /// and statements; a `STOP SLAVE` on a replica of a frozen master takes about 2 s, so in
+    /// turn they would add up). Returns the servers that could not be repointed.
+    pub(crate) async fn repoint_servers(&self, cfg: &ClusterConfig, targets: &[usize], new: &HostPort) -> Vec<String> {
+        let results = futures::future::join_all(targets.iter().map(|i| self.repoint_server(cfg, *i, new))).await;
+        results.into_iter().filter_map(Result::err).collect()
     }
 
     /// After the promotion of `w`: records the crash, bumps the counter, and replicates it all
