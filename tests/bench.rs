@@ -33,6 +33,14 @@ async fn start(sb: &Sandbox) -> (Manager, String, std::path::PathBuf) {
     keys.push(("failover-mode", "automatic".to_string()));
     keys.push(("failover-limit", "0".to_string()));
     keys.push(("switchover-wait-kill", "200".to_string()));
+    // BENCH_KEYS="key=value,key=value": cluster keys of a tuned run (printed with the figures).
+    for kv in std::env::var("BENCH_KEYS").unwrap_or_default().split(',').filter(|kv| !kv.trim().is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("BENCH_KEYS: {kv:?} is not key=value"));
+        let k: &'static str = Box::leak(k.trim().to_string().into_boxed_str());
+        keys.retain(|(kk, _)| *kk != k);
+        keys.push((k, v.trim().to_string()));
+        println!("failover bench: {k} = {}", v.trim());
+    }
     write_config(&dir, &default_keys(&dir, port), CLUSTER, &keys);
     let m = Manager::start(&dir, port, &[]).await;
     let token = m.token().await;
