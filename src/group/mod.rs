@@ -90,6 +90,10 @@ pub struct ManagerGroup {
     http: reqwest::Client,
     /// An arbitrator of the group did not answer this node's last check.
     arbitrator_down: AtomicBool,
+    /// Whether this node is the active leader, updated by one watcher at each raft state
+    /// change: every cluster monitor waits on it (not on the raft metrics themselves, which
+    /// change at every quorum round and would wake every monitor each time).
+    active: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ManagerGroup {
@@ -132,7 +136,18 @@ impl ManagerGroup {
             .build()
             .context("building the observation client")?;
         tracing::info!(node = g.node_id, role = g.role.as_str(), voters = g.peers.len().max(1), "manager group started");
-        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false) }))
+        let (active_tx, active) = tokio::sync::watch::channel(raft.status().active);
+        let watched = raft.clone();
+        // Ends with the process: once the raft core stopped, `metrics_changed` never resolves.
+        tokio::spawn(async move {
+            loop {
+                let next = watched.metrics_changed();
+                let now = watched.status().active;
+                active_tx.send_if_modified(|a| std::mem::replace(a, now) != now);
+                next.await;
+            }
+        });
+        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false), active }))
     }
 
     pub fn node_id(&self) -> u64 {
@@ -147,9 +162,10 @@ impl ManagerGroup {
         self.raft.status()
     }
 
-    /// Resolves at the next change of this node's raft state (see `RaftGroup::metrics_changed`).
-    pub fn raft_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.raft.metrics_changed()
+    /// A receiver of "this node is the active leader", changed when that changes (as seen at
+    /// raft state changes; a lease running out is seen at the next one).
+    pub fn active_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.active.clone()
     }
 
     /// Leader with a recent quorum ack ("A").

@@ -156,7 +156,7 @@ impl ClusterMonitor {
         let name = self.shared.read().config.name.clone();
         tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
         let mut next_tick = Instant::now();
-        let mut was_active = false;
+        let mut active = self.group.active_changes();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_tick.into()) => {
@@ -178,21 +178,18 @@ impl ClusterMonitor {
                     None => break,
                 },
                 _ = shutdown.changed() => break,
-                // Raft state changed: re-read below whether this node just became the active leader.
-                _ = self.group.raft_changed() => {}
+                // A new leader takes over at once, on the positions its follower-side probes keep
+                // current, rather than at its next tick.
+                Ok(()) = active.changed() => {
+                    if *active.borrow_and_update() {
+                        tracing::info!(cluster = %name, term = self.group.epoch().0, "this node became the active leader: monitor tick now");
+                        next_tick = Instant::now();
+                    }
+                }
             }
             if *shutdown.borrow() {
                 break;
             }
-            // A new leader takes over at once, on the positions its follower-side probes keep
-            // current, rather than at its next tick.
-            let status = self.group.status();
-            let active = status.active;
-            if active && !was_active {
-                tracing::info!(cluster = %name, term = status.term, "this node became the active leader: monitor tick now");
-                next_tick = Instant::now();
-            }
-            was_active = active;
         }
         for p in &mut self.probes {
             p.close().await;
