@@ -319,7 +319,11 @@ impl RaftGroup {
             since_leader_contact: self.inner.node.since_leader_contact(),
             uptime: self.inner.node.uptime(),
         };
-        compute(self.node_id(), &self.metrics(), &inputs)
+        // Computed on the watched metrics in place: every monitor asks at every tick, and a
+        // clone of the metrics (membership and replication maps) per call added up.
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow_watched();
+        compute(self.node_id(), &m, &inputs)
     }
 
     /// The value of `key` in this node's applied state (may lag the leader).

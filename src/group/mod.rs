@@ -145,6 +145,9 @@ impl ManagerGroup {
                 let now = watched.status().active;
                 active_tx.send_if_modified(|a| std::mem::replace(a, now) != now);
                 next.await;
+                // The metrics change at every quorum round (one per monitor tick): look at
+                // most every 20 ms, a delay no takeover notices.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
         Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false), active }))
