@@ -145,14 +145,18 @@ async fn serve_session(stream: TcpStream, server: Arc<SimServer>, shared: Arc<Sh
                     return;
                 }
             }
+            // Biased, the mode first: a statement sent after `freeze` was answered (the control
+            // port answers once the mode is set) finds the session frozen, never served by a
+            // random pick of the ready branch.
             PortMode::Up => tokio::select! {
+                biased;
+                r = mode.changed() => if r.is_err() { return },
                 ended = &mut run => {
                     if let Err(e) = ended {
                         tracing::debug!(port = server.port, error = %e, "session ended");
                     }
                     return;
                 }
-                r = mode.changed() => if r.is_err() { return },
             },
         }
     }
