@@ -342,8 +342,13 @@ async fn chaos_two_managers_and_an_arbitrator() {
         g["nodes"].as_array().unwrap().iter().any(|n| n["id"] == 3 && n["role"] == "arbitrator"),
         "the group reports the arbitrator's role: {g}"
     );
-    let c = lab.nodes.iter().find(|n| n.id == survivor).unwrap().get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.unwrap();
-    assert_eq!(c["isFailedArbitrator"], false);
+    // The arbitrator answers: the flag is down (it needs two missed checks in a row to rise).
+    let arbitrator_seen = wait_until(Duration::from_secs(10), || async {
+        let n = lab.nodes.iter().find(|n| n.id == survivor).unwrap();
+        n.get_json(&format!("/api/clusters/{}", lab.cluster), &lab.token).await.is_some_and(|c| c["isFailedArbitrator"] == false)
+    })
+    .await;
+    assert!(arbitrator_seen, "isFailedArbitrator raised while the arbitrator answers: {}", lab.logs());
     let old = lab.sb.addr(1);
     lab.sb.run(&["kill", "1"]);
     let deadline = Instant::now() + Duration::from_secs(30);

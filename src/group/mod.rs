@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,9 @@ pub trait Coordinator: Send + Sync {
     fn epoch(&self) -> (u64, u64);
 }
 
+/// Status-check rounds in a row an arbitrator must miss before `isFailedArbitrator`.
+const ARBITRATOR_MISSES: u32 = 2;
+
 /// This node in the manager group.
 pub struct ManagerGroup {
     raft: RaftGroup,
@@ -88,8 +91,10 @@ pub struct ManagerGroup {
     /// Other voters' HTTP API addresses and roles (for observations).
     peers_http: BTreeMap<u64, (String, NodeRole)>,
     http: reqwest::Client,
-    /// An arbitrator of the group did not answer this node's last check.
+    /// An arbitrator of the group missed this node's last ARBITRATOR_MISSES checks.
     arbitrator_down: AtomicBool,
+    /// Status-check rounds in a row where some arbitrator did not answer.
+    arbitrator_misses: AtomicU32,
     /// Whether this node is the active leader, updated by one watcher at each raft state
     /// change: every cluster monitor waits on it (not on the raft metrics themselves, which
     /// change at every quorum round and would wake every monitor each time).
@@ -150,7 +155,7 @@ impl ManagerGroup {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false), active }))
+        Ok(Arc::new(ManagerGroup { raft, role: g.role, peers_http, http, arbitrator_down: AtomicBool::new(false), arbitrator_misses: AtomicU32::new(0), active }))
     }
 
     pub fn node_id(&self) -> u64 {
@@ -328,13 +333,23 @@ impl ManagerGroup {
     /// Checks that every arbitrator of the group answers its API (`isFailedArbitrator`).
     pub async fn check_arbitrators(&self) {
         let arbitrators: Vec<&String> = self.peers_http.values().filter(|(_, r)| *r == NodeRole::Arbitrator).map(|(a, _)| a).collect();
-        let mut down = false;
+        let mut missed = false;
         for addr in arbitrators {
             let ok = self.http.get(format!("http://{addr}/api/status")).send().await.is_ok_and(|r| r.status().is_success());
             if !ok {
-                down = true;
+                tracing::debug!(arbitrator = %addr, "arbitrator did not answer its status check");
+                missed = true;
             }
         }
+        // One slow answer on a loaded machine is not a failure: the flag is raised after
+        // ARBITRATOR_MISSES rounds in a row and cleared by the first round where all answer.
+        let rounds = if missed {
+            self.arbitrator_misses.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.arbitrator_misses.store(0, Ordering::Relaxed);
+            0
+        };
+        let down = rounds >= ARBITRATOR_MISSES;
         if self.arbitrator_down.swap(down, Ordering::Relaxed) != down {
             if down {
                 tracing::warn!("an arbitrator of the manager group does not answer");
