@@ -130,6 +130,27 @@ pub fn start_slave(connection_name: &str) -> String {
     if connection_name.is_empty() { "START SLAVE".to_string() } else { format!("START SLAVE {}", quote(connection_name)) }
 }
 
+/// Stops only the IO thread of the managed replication connection (the SQL thread goes on
+/// applying what was received).
+pub fn stop_io_thread(connection_name: &str) -> String {
+    format!("{} IO_THREAD", stop_slave(connection_name))
+}
+
+/// The status of the managed replication connection alone (MariaDB).
+pub fn show_slave_status(connection_name: &str) -> String {
+    if connection_name.is_empty() { "SHOW SLAVE STATUS".to_string() } else { format!("SHOW SLAVE {} STATUS", quote(connection_name)) }
+}
+
+/// How long a semi-sync replica's `STOP SLAVE` waits on its connection to the master to kill
+/// its dump thread (MariaDB; seconds): against a frozen master, the whole of it.
+pub const SEMISYNC_KILL_CONN_TIMEOUT: &str = "SELECT @@GLOBAL.rpl_semi_sync_slave_kill_conn_timeout";
+
+/// Sets [`SEMISYNC_KILL_CONN_TIMEOUT`] (seconds; 1 is the smallest bounded wait, 0 waits for
+/// the network).
+pub fn set_semisync_kill_conn_timeout(secs: u64) -> String {
+    format!("SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = {secs}")
+}
+
 /// Forgets the managed replication connection entirely.
 pub fn reset_slave_all(connection_name: &str) -> String {
     if connection_name.is_empty() {
@@ -330,6 +351,10 @@ mod tests {
         assert!(s.ends_with("MASTER_USE_GTID=slave_pos"));
         assert!(!change_master_for_log(Flavor::MariaDB, &c).contains("p\\'w"));
         assert_eq!(stop_slave("a'b"), "STOP SLAVE 'a\\'b'");
+        assert_eq!(stop_io_thread(""), "STOP SLAVE IO_THREAD");
+        assert_eq!(stop_io_thread("s1"), "STOP SLAVE 's1' IO_THREAD");
+        assert_eq!(show_slave_status("s1"), "SHOW SLAVE 's1' STATUS");
+        assert_eq!(set_semisync_kill_conn_timeout(1), "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 1");
     }
 
     #[test]

@@ -268,6 +268,9 @@ impl FailoverExecutor<'_> {
         let mut fenced_at: Option<String> = None;
         // The fence connection holding the old master's global read lock, until the promotion.
         let mut fence_lock: Option<AdminConn> = None;
+        // The candidate's received position read after its IO thread stopped (nothing more
+        // can arrive): fresher than the election's snapshot.
+        let mut received_at: Option<String> = None;
         let mut repoint_errors = Vec::new();
         let mut repointed = false;
         // Proxy updates that failed: reported, alerted, and recorded in the outcome.
@@ -306,8 +309,19 @@ impl FailoverExecutor<'_> {
                             return Err(self.abort(&mut journal, format!("Failover cancelled: {}", e.message)).await);
                         }
                     }
+                    FailoverStep::StopReplicaIo { servers } => {
+                        let results = futures::future::join_all(servers.iter().map(|i| self.stop_replica_io(&cfg, *i))).await;
+                        for (i, r) in servers.iter().zip(results) {
+                            match r {
+                                Ok(pos) if *i == w => received_at = pos,
+                                Ok(_) => {}
+                                // Not fatal: the candidate's detach and each repoint stop it again.
+                                Err(e) => self.log(Level::Warn, &format!("Could not stop the IO thread of {}: {}", self.shared.read().servers[*i].addr, e.message)),
+                            }
+                        }
+                    }
                     FailoverStep::WaitApplied => {
-                        let target = fenced_at.clone().unwrap_or_else(|| repl.gtid_io_pos.clone());
+                        let target = fenced_at.clone().or_else(|| received_at.clone()).unwrap_or_else(|| repl.gtid_io_pos.clone());
                         if target.is_empty() {
                             record.push_step(step.name(), step_started);
                             continue;
@@ -545,6 +559,51 @@ impl FailoverExecutor<'_> {
         }
     }
 
+    /// Stops the IO thread of replica `i`, still connected to a master that does not answer
+    /// ([`FailoverStep::StopReplicaIo`]); returns its received GTID position once stopped
+    /// (MariaDB). A semi-sync replica's stop waits for `rpl_semi_sync_slave_kill_conn_timeout`
+    /// on its kill connection to the silent master: lowered to 1 s for the statement, then
+    /// restored.
+    async fn stop_replica_io(&self, cfg: &ClusterConfig, i: usize) -> Result<Option<String>, FailoverError> {
+        let s = self.shared.read().servers[i].clone();
+        let flavor = s.flavor();
+        let mut c = self.admin(cfg, &s.addr, flavor).await?;
+        let kill_wait = if flavor == Flavor::MariaDB {
+            c.value(sql::SEMISYNC_KILL_CONN_TIMEOUT, cfg.connect_timeout).await.ok().flatten().and_then(|v| v.parse::<u64>().ok())
+        } else {
+            None
+        };
+        let lowered = kill_wait.filter(|w| *w != 1);
+        if let Some(w) = lowered {
+            self.mutate(&mut c, "bound the semi-sync kill wait", &sql::set_semisync_kill_conn_timeout(1)).await?;
+            tracing::info!(server = %s.addr, was = w, "rpl_semi_sync_slave_kill_conn_timeout lowered to 1 s for the IO thread stop");
+        }
+        let stopped = self.mutate(&mut c, "stop replica IO thread", &sql::stop_io_thread(&cfg.replication_source_name)).await;
+        if let Some(w) = lowered {
+            if let Err(e) = self.mutate(&mut c, "restore the semi-sync kill wait", &sql::set_semisync_kill_conn_timeout(w)).await {
+                self.log(Level::Warn, &format!("Could not restore rpl_semi_sync_slave_kill_conn_timeout = {w} on {}: {}", s.addr, e.message));
+            }
+        }
+        stopped?;
+        let received = if flavor == Flavor::MariaDB {
+            match c.rows(&sql::show_slave_status(&cfg.replication_source_name)).await {
+                Ok((names, rows)) => {
+                    let col = names.iter().position(|n| n.eq_ignore_ascii_case("Gtid_IO_Pos"));
+                    col.and_then(|k| rows.first().and_then(|r| r.get(k).cloned().flatten()))
+                }
+                Err(e) => {
+                    tracing::warn!(server = %s.addr, error = %e, "could not read the received position after the IO thread stop");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        c.close().await;
+        self.log(Level::Info, &format!("IO thread of {} stopped (received {})", s.addr, received.as_deref().unwrap_or("unknown")));
+        Ok(received.filter(|p| !p.is_empty()))
+    }
+
     /// Repoints every server [`plan::repoint_targets`] names for a master change `m` -> `w`.
     /// Returns the servers that could not be repointed.
     pub(crate) async fn repoint_others(&self, cfg: &ClusterConfig, m: usize, w: usize, new: &HostPort) -> Vec<String> {
@@ -553,8 +612,7 @@ impl FailoverExecutor<'_> {
     }
 
     /// Repoints `targets` at `new` side by side (each is its own connection, leadership check
-    /// and statements; a `STOP SLAVE` on a replica of a frozen master takes about 2 s, so in
-    /// turn they would add up). Returns the servers that could not be repointed.
+    /// and statements). Returns the servers that could not be repointed.
     pub(crate) async fn repoint_servers(&self, cfg: &ClusterConfig, targets: &[usize], new: &HostPort) -> Vec<String> {
         let results = futures::future::join_all(targets.iter().map(|i| self.repoint_server(cfg, *i, new))).await;
         results.into_iter().filter_map(Result::err).collect()

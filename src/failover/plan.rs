@@ -37,6 +37,12 @@ pub enum FailoverStep {
     /// Run `failover-fence-script` with the old master's host and port (STONITH); the
     /// promotion waits for it to exit 0, a failure or a timeout blocks it.
     FenceScript,
+    /// The old master did not answer but these replicas' IO threads are still connected to it
+    /// (a frozen or cut-off process): stop them side by side, so nothing more arrives from it
+    /// and the candidate's received position is final. Their `STOP SLAVE` waits for the
+    /// semi-sync kill connection to the silent master (`rpl_semi_sync_slave_kill_conn_timeout`,
+    /// lowered to 1 s for that statement); done once here for all, the later stops are instant.
+    StopReplicaIo { servers: Vec<usize> },
     /// Wait (bounded) until the candidate has applied what it received, and the fenced master's
     /// final position when there is one.
     WaitApplied,
@@ -63,6 +69,7 @@ impl FailoverStep {
             FailoverStep::ProxyWriteOut => "proxy-write-out",
             FailoverStep::FenceOldMaster => "fence-old-master",
             FailoverStep::FenceScript => "fence-script",
+            FailoverStep::StopReplicaIo { .. } => "stop-replica-io",
             FailoverStep::WaitApplied => "wait-applied",
             FailoverStep::DetachCandidate => "detach-candidate",
             FailoverStep::Promote { .. } => "promote",
@@ -501,13 +508,31 @@ pub fn plan_failover(st: &ClusterState) -> Result<FailoverPlan, PlanError> {
     if !cfg.fence_script.trim().is_empty() {
         steps.push(FailoverStep::FenceScript);
     }
+    let targets = repoint_targets(st, m, w);
+    if !old.is_up() {
+        let connected: Vec<usize> = std::iter::once(w).chain(targets.iter().copied()).filter(|i| io_connected_to(st, *i, m)).collect();
+        if !connected.is_empty() {
+            steps.push(FailoverStep::StopReplicaIo { servers: connected });
+        }
+    }
     steps.extend([FailoverStep::WaitApplied, FailoverStep::DetachCandidate, FailoverStep::Promote { semi_sync }, FailoverStep::JournalPromoted]);
     if proxies {
         steps.push(FailoverStep::ProxyWriteIn);
     }
-    steps.extend(repoint_targets(st, m, w).into_iter().map(|server| FailoverStep::Repoint { server }));
+    steps.extend(targets.into_iter().map(|server| FailoverStep::Repoint { server }));
     steps.push(FailoverStep::Finish);
     Ok(FailoverPlan { old_master: m, candidate: w, domain, skipped: election.skipped, at_risk, steps })
+}
+
+/// True when server `i` of the last snapshot replicates from server `m` with its IO thread
+/// connected (`Yes`): a crashed master's replicas are `Connecting` instead.
+fn io_connected_to(st: &ClusterState, i: usize, m: usize) -> bool {
+    let cfg = &st.config;
+    st.servers[i]
+        .snapshot
+        .as_ref()
+        .and_then(|sn| sn.managed_replication(&cfg.replication_source_name))
+        .is_some_and(|r| r.io_running.eq_ignore_ascii_case("Yes") && same_server(&r.source(), &st.servers[m].addr))
 }
 
 /// The servers to repoint at a new master `w` replacing `m`: reachable, not in maintenance.
@@ -809,7 +834,19 @@ mod tests {
         st.servers[0].last_error = Some("refused".into());
         let p = plan_failover(&st).unwrap();
         assert!(!p.steps.contains(&FenceOldMaster));
-        assert_eq!(p.steps.iter().position(|s| *s == WaitApplied), Some(1));
+        // Its replicas still connected to it (a frozen process): their IO threads are
+        // stopped first, side by side, then the wait.
+        assert_eq!(&p.steps[1..3], &[StopReplicaIo { servers: vec![1, 2] }, WaitApplied]);
+        // Replicas that lost it (a crash: IO thread `Connecting`) have nothing to stop.
+        let mut crashed = st.clone();
+        for i in [1, 2] {
+            if let Some(sn) = crashed.servers[i].snapshot.as_mut() {
+                sn.replications[0].io_running = "Connecting".into();
+            }
+        }
+        let p = plan_failover(&crashed).unwrap();
+        assert_eq!(p.steps.iter().position(|s| *s == WaitApplied), Some(1), "{:?}", p.steps);
+        assert!(!p.steps.iter().any(|s| matches!(s, StopReplicaIo { .. })));
         // A pre-script, when configured, runs first: before the journal and any change.
         let mut hooked = st.clone();
         hooked.config.hooks.pre_script = "/usr/local/bin/pre".into();
