@@ -26,6 +26,11 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 }
 
 async fn start(sb: &Sandbox) -> (Manager, String, std::path::PathBuf) {
+    start_with(sb, &[]).await
+}
+
+/// [`start`] with more cluster keys (before BENCH_KEYS, which win).
+async fn start_with(sb: &Sandbox, extra: &[(&'static str, &str)]) -> (Manager, String, std::path::PathBuf) {
     let slot = slot();
     let dir = temp_dir("bench", slot);
     let port = free_ports(slot + 500, 1);
@@ -33,6 +38,7 @@ async fn start(sb: &Sandbox) -> (Manager, String, std::path::PathBuf) {
     keys.push(("failover-mode", "automatic".to_string()));
     keys.push(("failover-limit", "0".to_string()));
     keys.push(("switchover-wait-kill", "200".to_string()));
+    keys.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     // BENCH_KEYS="key=value,key=value": cluster keys of a tuned run (printed with the figures).
     for kv in std::env::var("BENCH_KEYS").unwrap_or_default().split(',').filter(|kv| !kv.trim().is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("BENCH_KEYS: {kv:?} is not key=value"));
@@ -96,7 +102,11 @@ enum Fault {
 async fn failover_rounds(fault: Fault) {
     let sb = Sandbox::start(3, true);
     create_table(&sb, 1);
-    let (m, token, dir) = start(&sb).await;
+    // A frozen master often holds, in its binlog, a commit it never sent nor acknowledged: it
+    // comes back ahead and is quarantined (ERR00070). The next round needs it back: reloaded
+    // from a dump of the new master. (Not a failover step: it does not change the figures.)
+    let extra: &[(&'static str, &str)] = if fault == Fault::Freeze { &[("autorejoin-mysqldump", "true")] } else { &[] };
+    let (m, token, dir) = start_with(&sb, extra).await;
     assert!(wait_until(Duration::from_secs(15), || all_replicating(&m, &token, 3)).await);
     let ports: Vec<u16> = (1..=3).map(|i| sb.port(i)).collect();
     let (what, signal) = match fault {

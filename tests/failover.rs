@@ -291,6 +291,54 @@ async fn a_refused_master_confirmed_by_its_replicas_fails_over_without_the_ping_
     lab.finish();
 }
 
+/// 3d. A frozen master, with the heartbeat forced short (`force-slave-heartbeat`): the leader
+/// sets the period on the sandbox's replicas (5 s there) to 1 s; then the master is frozen
+/// under write load. Once its replicas stop hearing it, it is failed over: its replicas' IO
+/// threads (still connected to the frozen process) stopped first, in one timed step, no second
+/// writable server, no acknowledged write lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_master_fails_over_once_the_forced_heartbeat_goes_quiet() {
+    let lab = Lab::start(3, &[("force-slave-heartbeat", "true"), ("force-slave-heartbeat-time", "1")]).await;
+    let first = lab.sb.addr(1);
+    // Commits waiting on the frozen master must not fall back to asynchronous on thaw.
+    for i in 1..=3 {
+        lab.sb.sql(i, "SET GLOBAL rpl_semi_sync_master_timeout = 60000");
+    }
+    let period = |i: u16| lab.sb.sql(i, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='SLAVE_HEARTBEAT_PERIOD'");
+    let forced = wait_until(Duration::from_secs(20), || {
+        let ok = (2..=3).all(|i| period(i).trim().parse::<f64>().ok() == Some(1.0));
+        async move { ok }
+    })
+    .await;
+    assert!(forced, "heartbeat periods {:?}: {}", (2..=3).map(period).collect::<Vec<_>>(), lab.m.log_text());
+    assert!(lab.m.log_text().contains("force-slave-heartbeat"), "the change is logged");
+    assert!(wait_until(Duration::from_secs(20), || lab.all_replicating(&first, None)).await, "replication restarted after the change");
+
+    let sampler = WritableSampler::start(lab.ports());
+    let load = WriteLoad::start(lab.ports(), 8_000_000);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frozen = std::time::Instant::now();
+    lab.sb.run(&["freeze", "1"]);
+    let new = lab.wait_new_master(&first, Duration::from_secs(30)).await;
+    let took = frozen.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let report = load.stop().await;
+    // Sampled while the old master is frozen: once thawed it is writable until fenced on
+    // sight (frozen_master_is_fenced_on_sight_when_it_thaws measures that).
+    let (samples, violations) = sampler.stop().await;
+    lab.sb.run(&["thaw", "1"]);
+    assert!(samples > 20 && violations.is_empty(), "{samples} samples, more than one writable server at: {violations:?}");
+    assert_no_loss(&report.acked, &ids_on(&lab.sb, lab.index_of(&new)), "frozen-master failover");
+    let crashes = lab.crashes().await;
+    assert_eq!(crashes.len(), 1, "{crashes:?}");
+    let details = &crashes[0]["Details"];
+    let steps: Vec<&str> = details["step_ms"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"stop-replica-io"), "the connected replicas are stopped first: {steps:?}");
+    assert!(lab.m.log_text().contains("IO thread of"), "each stop is logged");
+    eprintln!("frozen-master failover: {new} writable {} ms after the freeze; {details}", took.as_millis());
+    lab.finish();
+}
+
 /// 3b. The manager loses its path to the master while the replicas still replicate: the master
 /// is Failed for the manager, but no failover runs and the refusal is in the alerts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

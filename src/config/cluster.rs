@@ -94,6 +94,10 @@ pub struct ClusterConfig {
     /// transactions when semi-sync proves none of them was acknowledged (see
     /// [`crate::failover::plan::plan_rejoin`]), and rejoin it.
     pub autorejoin_semisync: bool,
+    /// `force-slave-heartbeat` (default false): the leader also sets `force-slave-heartbeat-time`
+    /// on replicas of the master it did not configure itself (a short period shortens the
+    /// "replicas still hear the master" window of a freeze).
+    pub force_slave_heartbeat: bool,
     /// `force-slave-heartbeat-time` (seconds, default 3): MASTER_HEARTBEAT_PERIOD set on replicas.
     pub slave_heartbeat_time: u64,
     /// `force-slave-heartbeat-retry` (seconds, default 5): MASTER_CONNECT_RETRY set on replicas.
@@ -213,6 +217,7 @@ impl ClusterConfig {
             autorejoin_flashback: s.bool("autorejoin-flashback")?,
             autorejoin_mysqldump: s.bool("autorejoin-mysqldump")?,
             autorejoin_semisync: s.bool("autorejoin-semisync")?,
+            force_slave_heartbeat: s.bool("force-slave-heartbeat")?,
             slave_heartbeat_time: s.uint("force-slave-heartbeat-time")?,
             slave_heartbeat_retry: s.uint("force-slave-heartbeat-retry")?,
             api_users,

@@ -65,6 +65,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     key("autorejoin-flashback", Kind::Bool, "false"),
     key("autorejoin-mysqldump", Kind::Bool, "false"),
     key("autorejoin-semisync", Kind::Bool, "true"),
+    key("force-slave-heartbeat", Kind::Bool, "false"),
     key("force-slave-heartbeat-time", Kind::Int, "3"),
     key("force-slave-heartbeat-retry", Kind::Int, "5"),
     secret("api-credentials", "admin:repman"),

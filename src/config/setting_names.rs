@@ -47,6 +47,7 @@ const NOT_HERE: &[(&str, &str)] = &[
     ("mail-", "mail alerts are not implemented by this build"),
     ("alert-", "alert hooks are not implemented by this build"),
     ("monitoring-", "the monitor probes replication state only: no query capture, schema or variable tracking, config saving or error filtering"),
+    ("force-slave-heartbeat", "the switch of this manager is force-slave-heartbeat, lowercase (the configuration key)"),
     ("force-", "this manager does not rewrite server variables (replication is always GTID-based; heartbeats are set with force-slave-heartbeat-time)"),
     ("autorejoin-", "rejoin methods here are the GTID repoint, autorejoin-flashback and autorejoin-mysqldump"),
     ("autoseed", "automatic reseeding is not implemented: use the reseed server actions"),

@@ -130,6 +130,13 @@ pub fn start_slave(connection_name: &str) -> String {
     if connection_name.is_empty() { "START SLAVE".to_string() } else { format!("START SLAVE {}", quote(connection_name)) }
 }
 
+/// Sets the heartbeat period of the (stopped) managed replication connection, keeping the rest
+/// of its configuration.
+pub fn set_heartbeat_period(connection_name: &str, secs: u64) -> String {
+    let conn = if connection_name.is_empty() { String::new() } else { format!(" {}", quote(connection_name)) };
+    format!("CHANGE MASTER{conn} TO MASTER_HEARTBEAT_PERIOD = {}", secs.max(1))
+}
+
 /// Stops only the IO thread of the managed replication connection (the SQL thread goes on
 /// applying what was received).
 pub fn stop_io_thread(connection_name: &str) -> String {
@@ -352,6 +359,8 @@ mod tests {
         assert!(!change_master_for_log(Flavor::MariaDB, &c).contains("p\\'w"));
         assert_eq!(stop_slave("a'b"), "STOP SLAVE 'a\\'b'");
         assert_eq!(stop_io_thread(""), "STOP SLAVE IO_THREAD");
+        assert_eq!(set_heartbeat_period("", 1), "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 1");
+        assert_eq!(set_heartbeat_period("s1", 0), "CHANGE MASTER 's1' TO MASTER_HEARTBEAT_PERIOD = 1");
         assert_eq!(stop_io_thread("s1"), "STOP SLAVE 's1' IO_THREAD");
         assert_eq!(show_slave_status("s1"), "SHOW SLAVE 's1' STATUS");
         assert_eq!(set_semisync_kill_conn_timeout(1), "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 1");

@@ -73,6 +73,30 @@ impl FailoverExecutor<'_> {
                 self.log(Level::Warn, &msg);
                 Ok(msg)
             }
+            WriteGuard::ForceHeartbeat { master, ref replicas } => {
+                let period = cfg.slave_heartbeat_time.max(1);
+                let source = &cfg.replication_source_name;
+                for &i in replicas {
+                    let r = &st.servers[i];
+                    let was = r.snapshot.as_ref().and_then(|sn| sn.managed_replication(source)).map_or(0.0, |x| x.slave_heartbeat_period);
+                    let mut c = self.admin(&cfg, &r.addr, r.flavor()).await?;
+                    let mut done = self.mutate(&mut c, "stop replica for its heartbeat", &sql::stop_slave(source)).await;
+                    if done.is_ok() {
+                        done = self.mutate(&mut c, "set the heartbeat period", &sql::set_heartbeat_period(source, period)).await;
+                    }
+                    // Started again whatever the change did: a stopped replica is worse than
+                    // a slow heartbeat.
+                    let started = self.mutate(&mut c, "start replica after its heartbeat", &sql::start_slave(source)).await;
+                    c.close().await;
+                    done?;
+                    started?;
+                    self.log(
+                        Level::Info,
+                        &format!("Heartbeat period of {} (replica of {}) set to {period} s, was {was} s (force-slave-heartbeat)", r.addr, st.servers[master].addr),
+                    );
+                }
+                Ok(format!("heartbeat period {period} s set on {} replica(s)", replicas.len()))
+            }
             WriteGuard::Reopen { master } => {
                 let s = &st.servers[master];
                 let mut c = self.admin(&cfg, &s.addr, s.flavor()).await?;

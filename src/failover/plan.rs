@@ -190,6 +190,10 @@ pub enum WriteGuard {
     /// `failover-semisync-enforce`: make semi-sync safe on the master and have `replicas` (its
     /// replicas that do not acknowledge) acknowledge.
     EnforceSemiSync { master: usize, replicas: Vec<usize> },
+    /// `force-slave-heartbeat`: `replicas` of master `master`, replicating and caught up in
+    /// their threads, have another heartbeat period than `force-slave-heartbeat-time`: set it
+    /// (their replication restarts).
+    ForceHeartbeat { master: usize, replicas: Vec<usize> },
 }
 
 /// The write guards due on a snapshot: every reachable writable server that is not the
@@ -245,6 +249,24 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
         });
         if unsafe_master || !replicas.is_empty() {
             guards.push(WriteGuard::EnforceSemiSync { master: m, replicas });
+        }
+    }
+    if st.config.force_slave_heartbeat {
+        let want = st.config.slave_heartbeat_time.max(1) as f64;
+        let replicas: Vec<usize> = st
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != m && s.is_up() && !s.maintenance)
+            .filter(|(_, s)| {
+                s.snapshot.as_ref().and_then(|sn| sn.managed_replication(source)).is_some_and(|r| {
+                    r.is_running() && same_server(&r.source(), &master.addr) && (r.slave_heartbeat_period - want).abs() > 0.001
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !replicas.is_empty() {
+            guards.push(WriteGuard::ForceHeartbeat { master: m, replicas });
         }
     }
     guards
@@ -969,6 +991,23 @@ mod tests {
         m.semi_sync_timeout_ms = crate::cluster::topology::SAFE_SEMI_SYNC_TIMEOUT_MS;
         st.servers[1].snapshot.as_mut().unwrap().semi_sync_slave_enabled = true;
         assert_eq!(write_guards(&st), vec![], "already safe");
+    }
+
+    #[test]
+    fn forced_heartbeat_is_set_on_running_replicas_with_another_period() {
+        let mut r = replica("0-1-5", "0-1-5");
+        r.replications[0].slave_heartbeat_period = 5.0;
+        let mut st = cluster("force-slave-heartbeat-time = 1", vec![master("0-1-5"), Some(r)]);
+        st.servers[0].state = ServerState::Master;
+        assert_eq!(write_guards(&st), vec![], "not forced by default");
+        st.config.force_slave_heartbeat = true;
+        assert_eq!(write_guards(&st), vec![WriteGuard::ForceHeartbeat { master: 0, replicas: vec![1] }]);
+        // A stopped replica is left alone (its restart is someone else's decision).
+        st.servers[1].snapshot.as_mut().unwrap().replications[0].sql_running = "No".into();
+        assert_eq!(write_guards(&st), vec![]);
+        st.servers[1].snapshot.as_mut().unwrap().replications[0].sql_running = "Yes".into();
+        st.servers[1].snapshot.as_mut().unwrap().replications[0].slave_heartbeat_period = 1.0;
+        assert_eq!(write_guards(&st), vec![], "already at the period");
     }
 
     #[test]
