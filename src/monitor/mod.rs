@@ -97,6 +97,17 @@ pub struct MonitorEnv {
     pub alerts: crate::actions::alerts::AlertQueue,
 }
 
+/// Where in the tick cluster `name` probes: a stable fraction of `ticker` (never zero) taken
+/// from the name's hash, spreading many clusters' ticks evenly over the ticker.
+fn tick_phase(name: &str, ticker: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() is SipHash with fixed keys: the same phase at every start.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let frac = (h.finish() % 1000 + 1) as f64 / 1000.0;
+    ticker.mul_f64(frac)
+}
+
 impl ClusterMonitor {
     pub fn new(
         shared: Arc<SharedCluster>,
@@ -156,6 +167,11 @@ impl ClusterMonitor {
         let name = self.shared.read().config.name.clone();
         tracing::info!(cluster = %name, servers = self.probes.len(), ticker = ?self.ticker, "monitor started");
         let mut next_tick = Instant::now();
+        // The first tick runs at once (topology known at start); the second comes after a
+        // fraction of the ticker fixed by the cluster's name, so the monitors of many clusters
+        // started together do not all probe in the same instant of every tick (bursts that
+        // would delay each other and the API).
+        let mut phase = Some(tick_phase(&name, self.ticker));
         let mut active = self.group.active_changes();
         loop {
             tokio::select! {
@@ -167,7 +183,11 @@ impl ClusterMonitor {
                         self.tick().await;
                     }
                     self.hand_over_events();
-                    next_tick = started + self.next_interval();
+                    let regular = self.next_interval();
+                    // A hurried reprobe (a refusing master) is never put off by the phase.
+                    let wait = if regular < self.ticker { regular } else { phase.unwrap_or(regular) };
+                    phase = None;
+                    next_tick = started + wait;
                 }
                 _ = self.round_now.notified() => {
                     // An action wants current positions: a probe round now, no decisions.
@@ -659,4 +679,23 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(tracing::Instrument::in_current_span(task))
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::tick_phase;
+    use std::time::Duration;
+
+    #[test]
+    fn tick_phases_are_stable_within_the_ticker_and_spread() {
+        let t = Duration::from_secs(1);
+        let phases: Vec<Duration> = (0..400).map(|i| tick_phase(&format!("farm{i}"), t)).collect();
+        assert!(phases.iter().all(|p| *p > Duration::ZERO && *p <= t));
+        assert_eq!(tick_phase("farm7", t), phases[7], "the same name, the same phase");
+        // Spread: every tenth of the ticker holds some clusters, none holds most of them.
+        for decile in 0..10 {
+            let n = phases.iter().filter(|p| (p.as_secs_f64() * 10.0).ceil() as usize == decile + 1).count();
+            assert!(n > 10 && n < 100, "decile {decile}: {n} of 400");
+        }
+    }
 }
