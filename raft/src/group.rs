@@ -2,7 +2,7 @@
 //! raft RPC server and the bootstrap task, and offers writes, leadership proofs, local reads and
 //! status to the rest of the manager.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,11 @@ struct GroupInner {
     stopped: AtomicBool,
     /// The raft HTTP client (authenticated like every raft RPC), for application questions.
     client: reqwest::Client,
+    /// The last leadership round: when it started and what it proved. Held during a round, so
+    /// callers queue behind it (see [`RaftGroup::ensure_leader`]).
+    read_round: tokio::sync::Mutex<Option<(Instant, Result<(u64, NodeId), NotLeader>)>>,
+    /// Leadership rounds run (ReadIndex), for tests and figures.
+    read_rounds: AtomicU64,
 }
 
 fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
@@ -179,6 +184,8 @@ impl RaftGroup {
                 bootstrap: Mutex::new(bootstrap),
                 stopped: AtomicBool::new(false),
                 client,
+                read_round: tokio::sync::Mutex::new(None),
+                read_rounds: AtomicU64::new(0),
             }),
         })
     }
@@ -283,7 +290,33 @@ impl RaftGroup {
     /// leader and a quorum acknowledged it just now (openraft ReadIndex round, bounded by the
     /// lease), and the state machine has applied everything committed before. Returns
     /// `(term, node_id)`, the failover epoch.
+    ///
+    /// Callers share rounds: one that arrives while a round runs waits for it, and then either
+    /// takes the answer of a round that started after it arrived (another waiter ran it) or runs
+    /// one. An answer is never older than the call, and 400 cluster monitors ticking together
+    /// cost a few rounds instead of 400 (each round is a heartbeat to every follower).
     pub async fn ensure_leader(&self) -> Result<(u64, NodeId), NotLeader> {
+        let arrived = Instant::now();
+        let mut last = self.inner.read_round.lock().await;
+        if let Some((started, answer)) = last.as_ref() {
+            if *started >= arrived {
+                return answer.clone();
+            }
+        }
+        let started = Instant::now();
+        self.inner.read_rounds.fetch_add(1, Ordering::Relaxed);
+        let answer = self.leadership_round().await;
+        *last = Some((started, answer.clone()));
+        answer
+    }
+
+    /// Leadership rounds run so far by [`RaftGroup::ensure_leader`].
+    pub fn leadership_rounds(&self) -> u64 {
+        self.inner.read_rounds.load(Ordering::Relaxed)
+    }
+
+    /// One ReadIndex round of [`RaftGroup::ensure_leader`].
+    async fn leadership_round(&self) -> Result<(u64, NodeId), NotLeader> {
         let raft = &self.inner.raft;
         let not_leader = |leader: Option<(NodeId, NodeInfo)>, reason: String| NotLeader { leader, reason };
         let me = || self.node_info(self.node_id()).map(|i| (self.node_id(), i));

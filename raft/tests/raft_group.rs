@@ -57,6 +57,23 @@ async fn three_nodes_form_group_and_replicate() {
     assert_eq!(id, leader);
     assert_eq!(term, c.node(leader).status().term);
 
+    // 200 checks at once (400 cluster monitors ticking together) share a few rounds, and
+    // every one of them is proved by a round that started after it was asked.
+    let g = c.node(leader).clone();
+    let before = g.leadership_rounds();
+    let checks = (0..200).map(|_| {
+        let g = g.clone();
+        tokio::spawn(async move { g.ensure_leader().await })
+    });
+    let answers = futures::future::join_all(checks).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(Ok((t, i))) if *t == term && *i == leader)), "{answers:?}");
+    let rounds = g.leadership_rounds() - before;
+    eprintln!("[form] 200 concurrent leadership checks took {rounds} rounds");
+    assert!((1..=20).contains(&rounds), "{rounds} rounds for 200 concurrent checks");
+    // A check after they all ended runs its own round.
+    g.ensure_leader().await.unwrap();
+    assert_eq!(g.leadership_rounds() - before, rounds + 1);
+
     // Compare-and-put: a failed comparison applies nothing of the command.
     let failed = c
         .node(leader)
