@@ -25,6 +25,15 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[idx.min(s.len() - 1)]
 }
 
+/// Removes a bench's temp dir, or keeps it (manager log, data) and says where with BENCH_KEEP=1.
+fn clean_up(dir: &std::path::Path) {
+    if std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1") {
+        println!("bench: kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 async fn start(sb: &Sandbox) -> (Manager, String, std::path::PathBuf) {
     start_with(sb, &[]).await
 }
@@ -183,7 +192,7 @@ async fn failover_rounds(fault: Fault) {
     let steps: Vec<String> = sums.iter().map(|(n, v)| format!("{n} p50 {:.0} ms p95 {:.0} ms", percentile(v, 50.0), percentile(v, 95.0))).collect();
     println!("failover steps ({what}): {}", steps.join("; "));
     drop(m);
-    let _ = std::fs::remove_dir_all(dir);
+    clean_up(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -233,7 +242,7 @@ async fn bench_switchover() {
         percentile(&durations, 50.0)
     );
     drop(m);
-    let _ = std::fs::remove_dir_all(dir);
+    clean_up(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -342,7 +351,7 @@ async fn bench_api() {
         println!("api {name}: {clients} clients x {}s on loopback: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors", duration.as_secs());
     }
     drop(m);
-    let _ = std::fs::remove_dir_all(dir);
+    clean_up(&dir);
 }
 
 /// SIGKILL of the master → first write acknowledged through the HAProxy write port (the
@@ -398,7 +407,7 @@ async fn bench_failover_through_haproxy() {
     );
     drop(_proxy);
     drop(m);
-    let _ = std::fs::remove_dir_all(dir);
+    clean_up(&dir);
 }
 
 /// A child process killed (by PID) when dropped.
@@ -560,5 +569,5 @@ async fn bench_scale() {
     println!("scale: raft data {:.1} MiB before the window, {:.1} MiB after; manager RSS {:.0} MiB", raft0 as f64 / 1048576.0, dir_bytes(&dir.join("data")) as f64 / 1048576.0, rss_mib(pid));
     drop(m);
     drop(farm);
-    let _ = std::fs::remove_dir_all(dir);
+    clean_up(&dir);
 }

@@ -173,6 +173,7 @@ pub const READ_ONLY_ON: &str = "SET GLOBAL read_only = 1";
 pub const READ_ONLY_OFF: &str = "SET GLOBAL read_only = 0";
 pub const SEMISYNC_MASTER_ON: &str = "SET GLOBAL rpl_semi_sync_master_enabled = 1";
 pub const SEMISYNC_MASTER_OFF: &str = "SET GLOBAL rpl_semi_sync_master_enabled = 0";
+pub const SEMISYNC_MASTER_ENABLED: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_enabled";
 pub const FLUSH_TABLES_WITH_READ_LOCK: &str = "FLUSH TABLES WITH READ LOCK";
 pub const UNLOCK_TABLES: &str = "UNLOCK TABLES";
 pub const GTID_BINLOG_POS: &str = "SELECT @@gtid_binlog_pos";

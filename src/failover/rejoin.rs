@@ -9,6 +9,7 @@ use crate::failover::error::{ErrorKind, FailoverError, OpResult};
 use crate::cluster::records::CrashRecord;
 use crate::config::{ClusterConfig, HostPort};
 use crate::db::sql::{self, Flavor};
+use crate::db::conn::AdminConn;
 use crate::failover::executor::FailoverExecutor;
 use crate::failover::plan::{self, RejoinPlan};
 
@@ -118,11 +119,28 @@ impl FailoverExecutor<'_> {
         }
     }
 
+    /// Turns semi-sync master off on an old master becoming a replica. Left on, every commit
+    /// its SQL thread applies (binlogged, `log_slave_updates`) waits for an acknowledgement no
+    /// replica of it sends, `rpl_semi_sync_master_timeout` each time it falls back: measured, a
+    /// reloaded old master stalled 60 s behind, and the next failover waited that long for it
+    /// to apply its relay log. A server without the variable (no semi-sync) is left as it is.
+    async fn semi_sync_master_off(&self, c: &mut AdminConn, addr: &HostPort) -> Result<(), FailoverError> {
+        match c.value(sql::SEMISYNC_MASTER_ENABLED, Duration::from_secs(5)).await {
+            Ok(Some(v)) if v == "1" || v.eq_ignore_ascii_case("ON") => self.mutate(c, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await,
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::info!(server = %addr, error = %e, "no semi-sync master setting to turn off");
+                Ok(())
+            }
+        }
+    }
+
     /// Reloads `addr` from a consistent dump of `master` and makes it a replica from the dump's
     /// GTID position. Its own extra transactions are discarded (binary log reset).
     pub async fn reseed_by_dump(&self, cfg: &ClusterConfig, addr: &HostPort, flavor: Flavor, master: &HostPort) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.semi_sync_master_off(&mut c, addr).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
         self.mutate(&mut c, "reset replication", &sql::reset_slave_all(&cfg.replication_source_name)).await?;
         self.mutate(&mut c, "discard own binary log", sql::RESET_MASTER).await?;
@@ -159,6 +177,7 @@ impl FailoverExecutor<'_> {
     ) -> OpResult {
         let mut c = self.admin(cfg, addr, flavor).await?;
         self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
+        self.semi_sync_master_off(&mut c, addr).await?;
         self.mutate(&mut c, "stop replication", sql::STOP_ALL_SLAVES).await?;
         self.while_leader(
             &format!("flashback of {addr}"),
