@@ -177,6 +177,8 @@ pub const SEMISYNC_MASTER_ENABLED: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_
 pub const FLUSH_TABLES_WITH_READ_LOCK: &str = "FLUSH TABLES WITH READ LOCK";
 pub const UNLOCK_TABLES: &str = "UNLOCK TABLES";
 pub const GTID_BINLOG_POS: &str = "SELECT @@gtid_binlog_pos";
+/// `gtid_binlog_pos` and `gtid_current_pos`, in that order (MariaDB).
+pub const GTID_POSITIONS: &str = "SELECT @@gtid_binlog_pos, @@gtid_current_pos";
 /// Makes a demoted master resume from what it already holds (its own binlog position).
 pub const SLAVE_POS_FROM_CURRENT: &str = "SET GLOBAL gtid_slave_pos = @@gtid_current_pos";
 

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::db::conn::{AdminConn, DbError};
+use crate::db::gtid::GtidPos;
 use crate::cluster::events::ChangeKind;
 use crate::cluster::log::Level;
 use crate::failover::error::{ErrorKind, FailoverError, OpResult};
@@ -311,13 +312,30 @@ impl FailoverExecutor<'_> {
                     }
                     FailoverStep::StopReplicaIo { servers } => {
                         let results = futures::future::join_all(servers.iter().map(|i| self.stop_replica_io(&cfg, *i))).await;
+                        let mut others: Vec<(usize, String)> = Vec::new();
                         for (i, r) in servers.iter().zip(results) {
                             match r {
                                 Ok(pos) if *i == w => received_at = pos,
-                                Ok(_) => {}
+                                Ok(Some(pos)) => others.push((*i, pos)),
+                                Ok(None) => {}
                                 // Not fatal: the candidate's detach and each repoint stop it again.
                                 Err(e) => self.log(Level::Warn, &format!("Could not stop the IO thread of {}: {}", self.shared.read().servers[*i].addr, e.message)),
                             }
+                        }
+                        // The election read positions up to a tick old: once nothing more can
+                        // arrive, a replica that received more than the candidate must win
+                        // (it may hold an acknowledged commit). Cancelled here, before any
+                        // promotion; the next tick elects on the final positions.
+                        let cand_seq = received_at.as_deref().map(|p| GtidPos::parse_lenient(p).seq_in(plan.domain));
+                        let ahead = cand_seq.and_then(|c| others.iter().find(|(_, p)| GtidPos::parse_lenient(p).seq_in(plan.domain) > c));
+                        if let Some((i, pos)) = ahead {
+                            let other = self.shared.read().servers[*i].addr.clone();
+                            let msg = format!(
+                                "Failover cancelled: {other} received {pos} once its IO thread stopped, more than the candidate {} ({}): electing again on the final positions",
+                                cand.addr,
+                                received_at.as_deref().unwrap_or("unknown")
+                            );
+                            return Err(self.abort(&mut journal, msg).await);
                         }
                     }
                     FailoverStep::WaitApplied => {

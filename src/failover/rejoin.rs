@@ -99,6 +99,25 @@ impl FailoverExecutor<'_> {
                 if snap.semi_sync_master_enabled {
                     self.mutate(&mut c, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
                 }
+                // The plan read the position of a probe taken before read_only: a commit that
+                // was in flight when it thawed (its client killed by the fence, never
+                // acknowledged) may have landed since. `SET GLOBAL read_only = 1` waits for
+                // running commits, so the position read now is final: more than what the new
+                // master received means diverged (measured: rejoined at 2471, then asked the
+                // new master for 0-2-2472 it never had). The next tick plans on it again.
+                let now = c.row(sql::GTID_POSITIONS).await?.unwrap_or_default();
+                let seq_of = |k: usize| now.get(k).cloned().flatten().map_or(0, |p| crate::db::gtid::GtidPos::parse_lenient(&p).seq_in(record.domain));
+                let mine_now = seq_of(0).max(seq_of(1));
+                if mine_now > received {
+                    c.close().await;
+                    return Err(FailoverError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "Old master {} committed up to {mine_now} in domain {} after its last probe ({position}), more than {new_master} received ({received}): not rejoined as a replica, planned again at the next tick",
+                            srv.addr, record.domain
+                        ),
+                    ));
+                }
                 c.close().await;
                 {
                     // Runs beside the monitor: if a failover changed the master meanwhile, stop
