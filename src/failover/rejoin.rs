@@ -110,8 +110,9 @@ impl FailoverExecutor<'_> {
                 let mine_now = seq_of(0).max(seq_of(1));
                 if mine_now > received {
                     c.close().await;
+                    // Failed, not Conflict: not quarantined, the next tick plans again.
                     return Err(FailoverError::new(
-                        ErrorKind::Conflict,
+                        ErrorKind::Failed,
                         format!(
                             "Old master {} committed up to {mine_now} in domain {} after its last probe ({position}), more than {new_master} received ({received}): not rejoined as a replica, planned again at the next tick",
                             srv.addr, record.domain
