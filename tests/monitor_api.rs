@@ -136,6 +136,32 @@ async fn discovers_topology_and_answers_health_routes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Probes batch: once a server's flavor is known, its version, variables, status and
+/// replication status come in one multi-statement round trip (then SHOW MASTER STATUS and the
+/// dump threads), as the server's general log shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_batches_its_first_statements_in_one_round_trip() {
+    let sb = Sandbox::start(2, true);
+    let (m, dir) = sandbox_manager(&sb, "batch", CLUSTER, 1, &[], &[]).await;
+    let token = m.token().await;
+    assert!(wait_until(Duration::from_secs(15), || async { state_of(&servers(&m, &token).await, &sb.addr(2)) == "Slave" }).await);
+    sb.sql(2, "SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = 1");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sb.sql(2, "SET GLOBAL general_log = 0");
+    let count = |pattern: &str| -> u64 {
+        let q = format!("SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Query' AND argument LIKE '{pattern}'");
+        sb.sql(2, &q).trim().parse().unwrap_or_else(|e| panic!("{q}: {e}"))
+    };
+    let batched = count("SELECT @@version, @@version_comment, @@hostname, @@server_id; SELECT @@read_only%SHOW ALL SLAVES STATUS");
+    let alone = count("SELECT @@version, @@version_comment, @@hostname, @@server_id");
+    let master_status = count("SHOW MASTER STATUS");
+    assert!(batched >= 2, "{batched} batched probes in 2.5 s at a 1 s ticker: {}", m.log_text());
+    assert_eq!(alone, 0, "the version asked alone: the probe did not batch");
+    assert!(master_status >= batched, "SHOW MASTER STATUS stays a round trip of its own");
+    drop(m);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_goes_suspect_then_failed_and_comes_back() {
     let sb = Sandbox::start(3, true);

@@ -111,6 +111,45 @@ async fn write_reply<W: AsyncWrite + Send + Unpin>(reply: Reply, results: QueryR
     }
 }
 
+impl Session {
+    /// The reply to one statement, counted in the farm's statistics.
+    fn reply_to(&self, query: &str) -> Reply {
+        let statement = Statement::parse(query);
+        let stats = &self.shared.stats;
+        stats.count(statement.kind());
+        if statement == Statement::Unknown {
+            stats.unknown(&mask_secrets(&normalize(query)), self.server.port);
+        }
+        self.server.queries.fetch_add(1, Ordering::Relaxed);
+        let view = self.shared.farm.view(&self.server, Instant::now());
+        answer::answer(&statement, &view, &self.shared.credential.user, query)
+    }
+}
+
+/// The statements of a query, split on the semicolons outside quotes (empty ones dropped).
+fn split_statements(query: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut quote) = (Vec::new(), 0, None::<char>);
+    let mut escaped = false;
+    for (i, c) in query.char_indices() {
+        match (quote, c) {
+            (Some(_), '\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, ';') => {
+                parts.push(&query[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        escaped = false;
+    }
+    parts.push(&query[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
 #[async_trait::async_trait]
 impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
     type Error = io::Error;
@@ -152,15 +191,15 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Session {
     }
 
     async fn on_query<'a>(&'a mut self, query: &'a str, results: QueryResultWriter<'a, W>) -> io::Result<()> {
-        let statement = Statement::parse(query);
-        let stats = &self.shared.stats;
-        stats.count(statement.kind());
-        if statement == Statement::Unknown {
-            stats.unknown(&mask_secrets(&normalize(query)), self.server.port);
+        if split_statements(query).len() > 1 {
+            // Not simulated: opensrv-mysql 0.7 ends a result set without the more-results flag
+            // when the client deprecates EOF (mysql_async does), so a second result set would
+            // be lost. Refused with a parse error, as by a server without multi-statements: the
+            // manager's probe then asks one statement at a time.
+            self.shared.stats.count(crate::statement::MULTI_STATEMENT_REFUSED);
+            return results.error(ErrorKind::ER_PARSE_ERROR, b"multi-statement queries are not simulated by rm-farm").await;
         }
-        self.server.queries.fetch_add(1, Ordering::Relaxed);
-        let view = self.shared.farm.view(&self.server, Instant::now());
-        let reply = answer::answer(&statement, &view, &self.shared.credential.user, query);
+        let reply = self.reply_to(query);
         write_reply(reply, results).await
     }
 }
@@ -206,6 +245,14 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AccessDeniedCode<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_split_on_semicolons_outside_quotes() {
+        assert_eq!(split_statements("SELECT 1; SHOW ALL SLAVES STATUS;"), vec!["SELECT 1", "SHOW ALL SLAVES STATUS"]);
+        assert_eq!(split_statements("SELECT 'a;b', \"c;d\"; SELECT 2"), vec!["SELECT 'a;b', \"c;d\"", "SELECT 2"]);
+        assert_eq!(split_statements("SELECT 'it\\'s;'; SELECT 3"), vec!["SELECT 'it\\'s;'", "SELECT 3"]);
+        assert_eq!(split_statements("SELECT 1"), vec!["SELECT 1"]);
+    }
 
     #[test]
     fn native_password() {

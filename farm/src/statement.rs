@@ -35,7 +35,7 @@ pub struct Variable {
 }
 
 /// The kinds counted by the statistics, one counter each.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "variables",
     "select_number",
     "status",
@@ -45,7 +45,11 @@ pub const KINDS: [&str; 9] = [
     "read_only_bypass_accounts",
     "set_session",
     "unknown",
+    "multi_statement_refused",
 ];
+
+/// The counter of multi-statement queries, refused (see `session::on_query`).
+pub const MULTI_STATEMENT_REFUSED: usize = 9;
 
 impl Statement {
     /// The statistics counter of this statement (an index into [`KINDS`]).

@@ -79,6 +79,9 @@ async fn probe_reads_a_master_and_its_replicas() {
     let stats = farm.stats().await;
     assert_eq!(stats["statements"]["unknown"], 0, "{stats}");
     assert!(stats["statements"]["slaves_status"].as_u64() >= Some(5), "{stats}");
+    // The kept probe tried its batched round trip once, was refused (the farm does not
+    // simulate multi-statements), and asked one statement at a time from then on.
+    assert_eq!(stats["statements"]["multi_statement_refused"], 1, "{stats}");
 
     // A default mysql_async client (prefers a socket, reads settings) and COM_PING.
     let mut conn = mysql_async::Conn::new(opts(r, PASSWORD)).await.unwrap_or_else(|e| panic!("default connect: {e}"));

@@ -251,12 +251,16 @@ pub struct ServerProbe {
     timeout: Duration,
     flavor: Flavor,
     conn: Option<Conn>,
+    /// The flavor of the last snapshot, once one was read: the next probes batch their first
+    /// statements ([`read_snapshot`]). `None` again for good once the server refused a batch.
+    batch: Option<Flavor>,
+    batch_refused: bool,
 }
 
 impl ServerProbe {
     /// A probe for `addr`, with `timeout` as the connect and per-statement deadline.
     pub fn new(addr: HostPort, cred: Credential, timeout: Duration) -> ServerProbe {
-        ServerProbe { addr, cred, timeout, flavor: Flavor::MariaDB, conn: None }
+        ServerProbe { addr, cred, timeout, flavor: Flavor::MariaDB, conn: None, batch: None, batch_refused: false }
     }
 
     /// Reads one snapshot. On any error the connection is dropped, to be opened afresh next time.
@@ -269,15 +273,20 @@ impl ServerProbe {
             Some(c) => (c, true),
             None => (connect(conn_opts(&self.addr, &self.cred, self.flavor, self.timeout), self.timeout).await?, false),
         };
-        let mut result = read_snapshot(&mut conn, self.timeout).await;
+        let mut batch = self.batch;
+        let mut result = read_snapshot(&mut conn, self.timeout, &mut batch).await;
         if reused && matches!(result, Err(ProbeError::Statement { .. })) {
             drop(conn);
             conn = connect(conn_opts(&self.addr, &self.cred, self.flavor, self.timeout), self.timeout).await?;
-            result = read_snapshot(&mut conn, self.timeout).await;
+            result = read_snapshot(&mut conn, self.timeout, &mut batch).await;
+        }
+        if self.batch.is_some() && batch.is_none() {
+            self.batch_refused = true;
         }
         match result {
             Ok(mut snap) => {
                 snap.latency = started.elapsed();
+                self.batch = (!self.batch_refused).then_some(snap.flavor);
                 if snap.flavor != self.flavor {
                     // Session bounds differ per flavor: reconnect with the right ones next time.
                     self.flavor = snap.flavor;
@@ -300,28 +309,93 @@ impl ServerProbe {
     }
 }
 
-async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, ProbeError> {
+/// The rows of the first four probe statements: version, variables, status, replication.
+struct FirstRows {
+    version: Row,
+    vars: Row,
+    status: Vec<Row>,
+    repl: Vec<Row>,
+}
+
+/// The version row's flavor.
+fn flavor_of(version: &Row) -> Flavor {
+    Flavor::detect(&col_at(version, 0).unwrap_or_default(), &col_at(version, 1).unwrap_or_default())
+}
+
+/// The four first statements in one round trip (one multi-statement query), for a server of
+/// the `expected` flavor. `Ok(None)` when the server refused the batch with an error (no
+/// multi-statements, another flavor's variables): the caller asks them one by one.
+async fn first_rows_batched(conn: &mut Conn, t: Duration, expected: Flavor) -> Result<Option<FirstRows>, ProbeError> {
+    let batch = format!("{}; {}; {}; {}", sql::VERSION, sql::monitor_variables(expected), sql::MONITOR_STATUS, sql::replication_status(expected));
+    let fut = async {
+        let mut r = conn.query_iter(batch.as_str()).await?;
+        let version: Vec<Row> = r.collect().await?;
+        let vars: Vec<Row> = r.collect().await?;
+        let status: Vec<Row> = r.collect().await?;
+        let repl: Vec<Row> = r.collect().await?;
+        r.drop_result().await?;
+        Ok::<_, mysql_async::Error>((version, vars, status, repl))
+    };
+    match tokio::time::timeout(t, fut).await {
+        Err(_) => Err(ProbeError::StatementTimeout { statement: batch, after: t }),
+        Ok(Err(mysql_async::Error::Server(e))) => {
+            tracing::debug!(code = e.code, error = %e.message, "the batched probe was refused: one statement at a time");
+            Ok(None)
+        }
+        Ok(Err(e)) => Err(ProbeError::Statement { statement: batch, error: e.to_string() }),
+        Ok(Ok((version, vars, status, repl))) => {
+            let (Some(version), Some(vars)) = (version.into_iter().next(), vars.into_iter().next()) else {
+                return Err(ProbeError::Statement { statement: batch, error: "no row returned".to_string() });
+            };
+            // Another flavor than expected: its variables statement was not the right one.
+            Ok((flavor_of(&version) == expected).then_some(FirstRows { version, vars, status, repl }))
+        }
+    }
+}
+
+/// The four first statements one round trip each (the first probe of a server, and servers
+/// that refuse multi-statements).
+async fn first_rows_one_by_one(conn: &mut Conn, t: Duration) -> Result<FirstRows, ProbeError> {
     let row: Option<Row> = bounded(sql::VERSION, t, conn.query_first(sql::VERSION)).await?;
-    let row = row.ok_or_else(|| ProbeError::Statement {
+    let version = row.ok_or_else(|| ProbeError::Statement {
         statement: sql::VERSION.to_string(),
         error: "no row returned".to_string(),
     })?;
-    let version = col_at(&row, 0).unwrap_or_default();
-    let comment = col_at(&row, 1).unwrap_or_default();
-    let hostname = col_at(&row, 2).unwrap_or_default();
-    let server_id = col_at(&row, 3).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let flavor = Flavor::detect(&version, &comment);
-
+    let flavor = flavor_of(&version);
     let vars_sql = sql::monitor_variables(flavor);
     let vars: Option<Row> = bounded(vars_sql, t, conn.query_first(vars_sql)).await?;
     let vars = vars.ok_or_else(|| ProbeError::Statement {
         statement: vars_sql.to_string(),
         error: "no row returned".to_string(),
     })?;
+    let status: Vec<Row> = bounded(sql::MONITOR_STATUS, t, conn.query(sql::MONITOR_STATUS)).await?;
+    let repl_sql = sql::replication_status(flavor);
+    let repl: Vec<Row> = bounded(repl_sql, t, conn.query(repl_sql)).await?;
+    Ok(FirstRows { version, vars, status, repl })
+}
+
+/// One snapshot. `batched`: the flavor a previous probe found, whose four first statements
+/// then go in one round trip; cleared when the server refuses the batch. SHOW MASTER STATUS
+/// stays a round trip of its own: it may block while commits hold the binary log, and what the
+/// first ones read (read_only above all) must still come back.
+async fn read_snapshot(conn: &mut Conn, t: Duration, batched: &mut Option<Flavor>) -> Result<ServerSnapshot, ProbeError> {
+    let first = match *batched {
+        Some(f) => match first_rows_batched(conn, t, f).await? {
+            Some(rows) => rows,
+            None => {
+                *batched = None;
+                first_rows_one_by_one(conn, t).await?
+            }
+        },
+        None => first_rows_one_by_one(conn, t).await?,
+    };
+    let FirstRows { version: row, vars, status: status_rows, repl: repl_rows } = first;
+    let version = col_at(&row, 0).unwrap_or_default();
+    let hostname = col_at(&row, 2).unwrap_or_default();
+    let server_id = col_at(&row, 3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let flavor = flavor_of(&row);
     let flag = |i: usize| col_at(&vars, i).is_some_and(|v| is_on(&v));
     let text = |i: usize| col_at(&vars, i).unwrap_or_default();
-
-    let status_rows: Vec<Row> = bounded(sql::MONITOR_STATUS, t, conn.query(sql::MONITOR_STATUS)).await?;
     let mut status = std::collections::HashMap::new();
     for r in &status_rows {
         if let (Some(k), Some(v)) = (col_at(r, 0), col_at(r, 1)) {
@@ -331,8 +405,6 @@ async fn read_snapshot(conn: &mut Conn, t: Duration) -> Result<ServerSnapshot, P
     let stat_num = |k: &str| status.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let stat_on = |k: &str| status.get(k).is_some_and(|v| is_on(v));
 
-    let repl_sql = sql::replication_status(flavor);
-    let repl_rows: Vec<Row> = bounded(repl_sql, t, conn.query(repl_sql)).await?;
     let replications = repl_rows.iter().map(replication_from_row).collect();
 
     // The binary log may not answer while commits hold it (waiting for semi-sync acks that no
