@@ -245,6 +245,11 @@ async fn short_freeze_of_the_master_causes_no_failover() {
     lab.finish();
 }
 
+/// The names of the timed failover steps of a crash record's `Details`, in order.
+fn step_names(details: &Value) -> Vec<&str> {
+    details["step_ms"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect()
+}
+
 /// 3c. Detection that knows why a probe failed. With a ping counter of 100 (50 s at the 0.5 s
 /// ticker), a master frozen for 4 s (its probes time out) is left alone, and a master killed
 /// under write load (its connections refused, its replicas' IO threads lost) is failed over
@@ -280,7 +285,7 @@ async fn a_refused_master_confirmed_by_its_replicas_fails_over_without_the_ping_
     let details = &crashes[0]["Details"];
     let detection = details["detection"].as_str().unwrap_or("");
     assert!(detection.contains("connection refused") && detection.contains("lost its IO thread"), "{details}");
-    let steps: Vec<&str> = details["step_ms"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    let steps = step_names(details);
     for want in ["journal-started", "wait-applied", "detach-candidate", "promote", "journal-promoted"] {
         assert!(steps.contains(&want), "step {want} not timed: {steps:?}");
     }
@@ -332,7 +337,7 @@ async fn a_frozen_master_fails_over_once_the_forced_heartbeat_goes_quiet() {
     let crashes = lab.crashes().await;
     assert_eq!(crashes.len(), 1, "{crashes:?}");
     let details = &crashes[0]["Details"];
-    let steps: Vec<&str> = details["step_ms"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    let steps = step_names(details);
     assert!(steps.contains(&"stop-replica-io"), "the connected replicas are stopped first: {steps:?}");
     assert!(lab.m.log_text().contains("IO thread of"), "each stop is logged");
     eprintln!("frozen-master failover: {new} writable {} ms after the freeze; {details}", took.as_millis());

@@ -230,18 +230,7 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
         guards.push(WriteGuard::Reopen { master: m });
     }
     if st.config.semisync_enforce {
-        let replicas: Vec<usize> = st
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| *i != m && s.is_up() && !s.maintenance)
-            .filter(|(_, s)| {
-                s.snapshot.as_ref().is_some_and(|sn| {
-                    !sn.semi_sync_slave_enabled && sn.managed_replication(source).is_some_and(|r| same_server(&r.source(), &master.addr))
-                })
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let replicas = master_replicas(st, m, |sn, _| !sn.semi_sync_slave_enabled);
         let unsafe_master = master_snap.is_some_and(|sn| {
             !sn.semi_sync_master_enabled
                 || !sn.semi_sync_wait_point.eq_ignore_ascii_case("AFTER_SYNC")
@@ -253,23 +242,27 @@ pub fn write_guards(st: &ClusterState) -> Vec<WriteGuard> {
     }
     if st.config.force_slave_heartbeat {
         let want = st.config.slave_heartbeat_time.max(1) as f64;
-        let replicas: Vec<usize> = st
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| *i != m && s.is_up() && !s.maintenance)
-            .filter(|(_, s)| {
-                s.snapshot.as_ref().and_then(|sn| sn.managed_replication(source)).is_some_and(|r| {
-                    r.is_running() && same_server(&r.source(), &master.addr) && (r.slave_heartbeat_period - want).abs() > 0.001
-                })
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let replicas = master_replicas(st, m, |_, r| r.is_running() && (r.slave_heartbeat_period - want).abs() > 0.001);
         if !replicas.is_empty() {
             guards.push(WriteGuard::ForceHeartbeat { master: m, replicas });
         }
     }
     guards
+}
+
+/// The reachable replicas of master `m`, not in maintenance, whose snapshot and managed
+/// replication link (pointing at `m`) satisfy `keep`.
+fn master_replicas(st: &ClusterState, m: usize, keep: impl Fn(&ServerSnapshot, &ReplicationStatus) -> bool) -> Vec<usize> {
+    let (source, master) = (&st.config.replication_source_name, &st.servers[m].addr);
+    st.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i != m && s.is_up() && !s.maintenance)
+        .filter(|(_, s)| {
+            s.snapshot.as_ref().is_some_and(|sn| sn.managed_replication(source).is_some_and(|r| same_server(&r.source(), master) && keep(sn, r)))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `msg`, with the proxy updates that failed during the operation when there were any.

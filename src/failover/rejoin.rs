@@ -96,9 +96,7 @@ impl FailoverExecutor<'_> {
             RejoinPlan::AsReplica { position, received } => {
                 let mut c = self.admin(&cfg, &srv.addr, snap.flavor).await?;
                 self.mutate(&mut c, "read_only", sql::READ_ONLY_ON).await?;
-                if snap.semi_sync_master_enabled {
-                    self.mutate(&mut c, "semi-sync master off", sql::SEMISYNC_MASTER_OFF).await?;
-                }
+                self.semi_sync_master_off(&mut c, &srv.addr).await?;
                 // The plan read the position of a probe taken before read_only: a commit that
                 // was in flight when it thawed (its client killed by the fence, never
                 // acknowledged) may have landed since. `SET GLOBAL read_only = 1` waits for
